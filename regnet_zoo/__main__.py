@@ -1,0 +1,5 @@
+import sys
+
+from regnet_zoo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""``regnet-zoo list`` and ``regnet-zoo info NAME``: the registry on the command line (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from regnet_zoo.counting import as_table, format_count, model_complexity
+from regnet_zoo.registry import UnknownModelError, get_entry, list_models
+
+
+def _list(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="regnet-zoo list", description="Models with exact complexity.")
+    p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'regnetx*'")
+    p.add_argument("--resolution", type=int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--paper", action="store_true", help="only the 24 models of the paper")
+    p.add_argument("--pretrained", action="store_true", help="list the published weight tags per model")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    names = list_models(a.pattern, paper_only=a.paper)
+    if not names:
+        print(f"no model matches {a.pattern!r}", file=sys.stderr)
+        return 1
+    if a.pretrained:
+        from regnet_zoo.weights.manifest import load_manifest
+
+        manifest = load_manifest()
+        rows = {n: [e.tag + (" (default)" if e.default else "") for e in manifest.for_model(n)] for n in names}
+        if a.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for n, tags in rows.items():
+                print(f"{n:<20} {', '.join(tags) if tags else '-'}")
+        return 0
+    rows = {n: model_complexity(get_entry(n).cfg, resolution=a.resolution) for n in names}
+    print(json.dumps(rows, indent=2) if a.json else as_table(rows))
+    return 0
+
+
+def _info(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="regnet-zoo info", description="Architecture of one model.")
+    p.add_argument("name", help="model name or alias, e.g. RegNetY-4.0GF")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        e = get_entry(a.name)
+    except UnknownModelError as err:
+        print(f"regnet-zoo info: {err}", file=sys.stderr)
+        return 2
+    arch = e.cfg.to_anynet()
+    cx = model_complexity(e.cfg, resolution=a.resolution, per_stage=True)
+    stages = [dict(stage=f"s{i + 1}", depth=s.depth, width=s.width, group_width=s.group_width,
+                   groups=s.groups, bot_mul=s.bot_mul, stride=s.stride,
+                   se_width_first_block=int(round(se_in * arch.se_ratio)))
+              for i, (s, se_in) in enumerate(zip(arch.stages, [arch.stem_width] + arch.widths[:-1]))]
+    if a.json:
+        print(json.dumps(dict(name=e.name, display=e.display, aliases=e.aliases, cfg=e.cfg.to_dict(),
+                              stages=stages, complexity=cx), indent=2))
+        return 0
+    c = e.cfg
+    print(f"{e.display}  ({e.name}; aliases: {', '.join(e.aliases[1:])})")
+    print(f"  {e.description}")
+    print(f"  generator: d={c.depth} w0={c.w0} wa={c.wa} wm={c.wm} g={c.group_width} b={c.bot_mul} "
+          f"se_ratio={c.se_ratio} rounding={c.rounding}")
+    print(f"  SE: {'yes, width = ' + str(c.se_ratio) + ' x block input width' if c.se_ratio else 'no'}")
+    print(f"  {'stage':<6} {'depth':>5} {'width':>6} {'group w':>8} {'groups':>7} {'bot_mul':>8} "
+          f"{'flops':>9} {'params':>9} {'acts':>9}")
+    for s, sc in zip(stages, cx["stages"][1:-1]):
+        print(f"  {s['stage']:<6} {s['depth']:>5} {s['width']:>6} {s['group_width']:>8} {s['groups']:>7} "
+              f"{s['bot_mul']:>8} {format_count(sc['flops']):>9} {format_count(sc['params']):>9} "
+              f"{format_count(sc['acts']):>9}")
+    print(f"  total @{a.resolution}: flops {cx['flops']:,} ({format_count(cx['flops'])}), "
+          f"params {cx['params']:,}, acts {cx['acts']:,}")
+    return 0
+
+
+def main(command: str, argv: list[str]) -> int:
+    return _list(argv) if command == "list" else _info(argv)

@@ -1,0 +1,186 @@
+"""Model configurations: frozen dataclasses, validated on construction. No torch.
+
+``AnyNetCfg`` is the general network (stem, stages of residual bottleneck blocks, head);
+``RegNetCfg`` holds the six RegNet parameters and turns into an ``AnyNetCfg`` through the
+generator. Both are hashable, comparable and serialise to plain dicts (``to_dict``/``from_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Union
+
+from regnet_zoo.generator import ROUNDINGS, Rounding, check_regnet_params, generate_regnet
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    """One AnyNet stage: ``depth`` blocks of output ``width`` channels.
+
+    The first block has stride ``stride``; the bottleneck width is ``round(width * bot_mul)``
+    and the 3x3 conv has ``bottleneck_width // group_width`` groups.
+    """
+
+    depth: int
+    width: int
+    group_width: int
+    bot_mul: float = 1.0
+    stride: int = 2
+
+    def __post_init__(self) -> None:
+        _check_int("depth", self.depth, 1)
+        _check_int("width", self.width, 1)
+        _check_int("group_width", self.group_width, 1)
+        _check_int("stride", self.stride, 1)
+        if not self.bot_mul > 0:
+            raise ValueError(f"bot_mul must be > 0, got {self.bot_mul!r}")
+        w_b = int(round(self.width * self.bot_mul))
+        if w_b < 1 or w_b % self.group_width:
+            raise ValueError(
+                f"bottleneck width round(width * bot_mul) = {w_b} must be a positive multiple of "
+                f"group_width = {self.group_width} (stage width {self.width}, bot_mul {self.bot_mul}); "
+                "use generator.adjust_block_compatibility to fix the widths"
+            )
+
+    @property
+    def bottleneck_width(self) -> int:
+        """Channels of the 1x1 -> 3x3 -> 1x1 bottleneck."""
+        return int(round(self.width * self.bot_mul))
+
+    @property
+    def groups(self) -> int:
+        """Number of groups of the 3x3 conv."""
+        return self.bottleneck_width // self.group_width
+
+
+@dataclass(frozen=True)
+class AnyNetCfg:
+    """An AnyNet: simple stem (3x3 s2 conv, BN, ReLU), stages of X/Y blocks, pool + linear head.
+
+    ``se_ratio`` > 0 adds Squeeze-and-Excitation (Y block) of width ``round(se_ratio * w_in)``,
+    where ``w_in`` is the block's input width, as in the paper's code.
+    """
+
+    stages: tuple[StageCfg, ...]
+    stem_width: int = 32
+    se_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(
+            s if isinstance(s, StageCfg) else StageCfg(**s) for s in self.stages))
+        if not self.stages:
+            raise ValueError("stages must hold at least one StageCfg")
+        _check_int("stem_width", self.stem_width, 1)
+        if not 0 <= self.se_ratio < 1:
+            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
+
+    @property
+    def depths(self) -> list[int]:
+        return [s.depth for s in self.stages]
+
+    @property
+    def widths(self) -> list[int]:
+        return [s.width for s in self.stages]
+
+    @property
+    def group_widths(self) -> list[int]:
+        return [s.group_width for s in self.stages]
+
+    @property
+    def bot_muls(self) -> list[float]:
+        return [s.bot_mul for s in self.stages]
+
+    @property
+    def strides(self) -> list[int]:
+        return [s.stride for s in self.stages]
+
+    def to_anynet(self) -> AnyNetCfg:
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "anynet", **asdict(self), "stages": [asdict(s) for s in self.stages]}
+
+
+@dataclass(frozen=True)
+class RegNetCfg:
+    """The RegNet parameters (d, w0, wa, wm, g, b, SE) of the paper's design space.
+
+    Attributes:
+        depth: number of blocks d.
+        w0: initial width (channels), a multiple of ``q``.
+        wa: width slope (channels per block), >= 0.
+        wm: width multiplier between stages, > 1.
+        group_width: channels per group g of the 3x3 conv.
+        bot_mul: bottleneck multiplier (bottleneck width = block width * bot_mul; 1 for RegNets).
+        se_ratio: SE width / block input width (0 = RegNetX, 0.25 = RegNetY).
+        stem_width: output channels of the stem.
+        q: width quantum (8).
+        rounding: ``"pycls"`` (the paper's) or ``"torchvision"`` (torchvision's group rounding).
+    """
+
+    depth: int
+    w0: int
+    wa: float
+    wm: float
+    group_width: int
+    bot_mul: float = 1.0
+    se_ratio: float = 0.0
+    stem_width: int = 32
+    q: int = 8
+    rounding: Rounding = "pycls"
+    _plan: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        check_regnet_params(self.w0, self.wa, self.wm, self.depth, self.q)
+        _check_int("group_width", self.group_width, 1)
+        _check_int("stem_width", self.stem_width, 1)
+        if not self.bot_mul > 0:
+            raise ValueError(f"bot_mul must be > 0, got {self.bot_mul!r}")
+        if not 0 <= self.se_ratio < 1:
+            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        plan = generate_regnet(
+            self.w0, self.wa, self.wm, self.depth, self.group_width, self.bot_mul, self.q, self.rounding)
+        object.__setattr__(self, "_plan", plan)
+
+    @property
+    def block_widths(self) -> list[int]:
+        """Per-block widths before the compatibility step (length ``depth``)."""
+        return self._plan.block.widths.tolist()
+
+    def to_anynet(self) -> AnyNetCfg:
+        """The AnyNet this RegNet generates (stride 2 in every stage)."""
+        p = self._plan
+        stages = tuple(
+            StageCfg(depth=d, width=w, group_width=g, bot_mul=b)
+            for d, w, g, b in zip(p.depths, p.widths, p.group_widths, p.bot_muls)
+        )
+        return AnyNetCfg(stages=stages, stem_width=self.stem_width, se_ratio=self.se_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "regnet", **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
+
+
+ModelCfg = Union[RegNetCfg, AnyNetCfg]
+
+
+def cfg_from_dict(d: dict[str, Any]) -> ModelCfg:
+    """Inverse of ``to_dict`` of either config type; unknown keys raise ``ValueError``."""
+    d = dict(d)
+    kind = d.pop("type", "regnet" if "w0" in d else "anynet")
+    cls = {"regnet": RegNetCfg, "anynet": AnyNetCfg}.get(kind)
+    if cls is None:
+        raise ValueError(f"config type must be 'regnet' or 'anynet', got {kind!r}")
+    allowed = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {kind} config keys {unknown}; allowed: {sorted(allowed)}")
+    if cls is AnyNetCfg:
+        d["stages"] = tuple(StageCfg(**s) for s in d["stages"])
+    return cls(**d)

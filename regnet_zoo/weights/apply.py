@@ -1,0 +1,97 @@
+"""Read weight files and load state dicts into models, adapting them as timm does.
+
+* ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
+  ``.pt``, ``.bin``) only with ``torch.load(weights_only=True)``.
+* ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
+  drops a classifier whose class count differs (the model keeps its fresh head), and otherwise
+  requires an exact match; a mismatch raises ``WeightsMismatchError`` listing missing and
+  unexpected keys and shape differences, naming the weights' source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Mapping
+
+import torch
+from timm.models._manipulate import adapt_input_conv
+from torch import nn
+
+_log = logging.getLogger(__name__)
+
+FIRST_CONV = "stem.conv.weight"
+CLASSIFIER = ("head.fc.weight", "head.fc.bias")
+PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
+
+
+class WeightsError(RuntimeError):
+    """Weights cannot be read or used (the message says which file and why)."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A state dict does not fit the model's architecture."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a weight file; raises ``WeightsError`` naming the file when it is unreadable."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"weight file {path!r} does not exist")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
+        if path.endswith(PICKLE_SUFFIXES):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise WeightsError(
+                f"weight file {path!r}: unknown format; expected .safetensors or a legacy "
+                f"PyTorch pickle ({', '.join(PICKLE_SUFFIXES)})")
+    except WeightsError:
+        raise
+    except Exception as e:  # safetensors/pickle errors carry little context
+        raise WeightsError(f"weight file {path!r} is corrupt or not a weight file: {e}") from e
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"weight file {path!r} holds a {type(obj).__name__}, not a state dict")
+    return dict(obj)
+
+
+def _describe(model: nn.Module) -> str:
+    cfg = getattr(model, "cfg", None)
+    return f"{type(model).__name__}({cfg})" if cfg is not None else type(model).__name__
+
+
+def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` (timm layout) into ``model``; ``source`` names where it came from."""
+    sd = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    own = model.state_dict()
+    if FIRST_CONV in sd and FIRST_CONV in own and sd[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:
+        in_chans = own[FIRST_CONV].shape[1]
+        _log.info("adapting %s of %s from %d to %d input channels", FIRST_CONV, source,
+                  sd[FIRST_CONV].shape[1], in_chans)
+        sd[FIRST_CONV] = adapt_input_conv(in_chans, sd[FIRST_CONV])
+    head_differs = any(k in sd and (k not in own or sd[k].shape != own[k].shape) for k in CLASSIFIER)
+    if head_differs:
+        n_pre = sd[CLASSIFIER[0]].shape[0] if CLASSIFIER[0] in sd else "?"
+        _log.info("classifier of %s has %s classes, the model %s: keeping the model's freshly "
+                  "initialised head", source, n_pre, getattr(model, "num_classes", "?"))
+        for k in CLASSIFIER:
+            sd.pop(k, None)
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")
+               and not (head_differs and k in CLASSIFIER)]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: weights {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+        parts = [f"missing keys: {show(missing)}" if missing else "",
+                 f"unexpected keys: {show(unexpected)}" if unexpected else "",
+                 f"shape mismatches: {show(shapes)}" if shapes else ""]
+        raise WeightsMismatchError(
+            f"weights from {source} do not fit {_describe(model)}; "
+            + "; ".join(p for p in parts if p))
+    model.load_state_dict(sd, strict=False)
