@@ -8,7 +8,7 @@ generator. Both are hashable, comparable and serialise to plain dicts (``to_dict
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 from regnet_zoo.generator import ROUNDINGS, Rounding, check_regnet_params, generate_regnet
 
@@ -167,7 +167,7 @@ class RegNetCfg:
         return {"type": "regnet", **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
 
 
-ModelCfg = Union[RegNetCfg, AnyNetCfg]
+ModelCfg = RegNetCfg | AnyNetCfg
 
 
 def cfg_from_dict(d: dict[str, Any]) -> ModelCfg:

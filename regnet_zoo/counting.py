@@ -15,8 +15,8 @@ sweep evaluates 10^6 configs in about a second.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def complexity_arrays(
     prev_w = stem_w
     for i in range(s):
         acc = _zeros(n)
-        d, w, stride = depths[:, i], widths[:, i], strides[:, i]
+        d, w, stride = depths[:, i], widths[:, i], np.maximum(strides[:, i], 1)
         present = d > 0
         b, g = bot_muls[:, i], group_widths[:, i]
         h_first = _block(acc, prev_w, w, h, stride, b, g, se_r, present)

@@ -7,7 +7,8 @@ Importing this module also registers our models with timm (see ``register_timm_m
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureDictNet, FeatureGetterNet, FeatureHookNet, FeatureListNet
@@ -93,14 +94,14 @@ def create(
     elif tag is not None and pretrained is True:
         pretrained = tag
     net = AnyNet(cfg, in_chans=in_chans, num_classes=1000 if num_classes is None else num_classes, **kwargs)
+    if entry is not None:
+        net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
     if pretrained:
         from regnet_zoo.weights import load_into, resolve_pretrained
 
         weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
         load_into(net, weights.state_dict, weights.source)
         net.pretrained_cfg = {**net.pretrained_cfg, **weights.pretrained_cfg, "num_classes": net.num_classes}
-    if entry is not None:
-        net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
     if features_only:
         return wrap_features(net, out_indices, feature_cls)
     return net

@@ -18,8 +18,9 @@ torchvision's weights load exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -154,6 +155,24 @@ def generate_regnet(
     return StagePlan(depths=depths, widths=widths, group_widths=gws, bot_muls=bot_muls, block=block)
 
 
+def quantized_linear_widths_batch(
+    w0: np.ndarray, wa: np.ndarray, wm: np.ndarray, depth: np.ndarray, q: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``quantized_linear_widths`` for N parameter sets, without validation.
+
+    Returns (widths, exponents): (N, max depth) int64 arrays of per-block widths w_j and
+    exponents k_j; entries j >= depth of a row are 0.
+    """
+    w0, wa, wm = (np.asarray(a, dtype=np.float64) for a in (w0, wa, wm))
+    depth = np.asarray(depth, dtype=np.int64)
+    j = np.arange(int(depth.max()))[None, :]
+    mask = j < depth[:, None]
+    u = j * wa[:, None] + w0[:, None]
+    k = np.round(np.log(u / w0[:, None]) / np.log(wm[:, None]))
+    ws = np.round(w0[:, None] * np.power(wm[:, None], k) / q).astype(np.int64) * q
+    return np.where(mask, ws, 0), np.where(mask, k, 0).astype(np.int64)
+
+
 def generate_regnet_batch(
     w0: np.ndarray,
     wa: np.ndarray,
@@ -169,14 +188,10 @@ def generate_regnet_batch(
     is the largest stage count; absent stages have depth 0 (the complexity functions skip them).
     Callers validate first (the design-space samplers only draw valid parameters).
     """
-    w0, wa, wm = (np.asarray(a, dtype=np.float64) for a in (w0, wa, wm))
     depth = np.asarray(depth, dtype=np.int64)
-    n, dmax = len(depth), int(depth.max())
-    j = np.arange(dmax)[None, :]
-    mask = j < depth[:, None]
-    u = j * wa[:, None] + w0[:, None]
-    k = np.round(np.log(u / w0[:, None]) / np.log(wm[:, None]))
-    ws = np.round(w0[:, None] * np.power(wm[:, None], k) / q).astype(np.int64) * q
+    n = len(depth)
+    ws, _ = quantized_linear_widths_batch(w0, wa, wm, depth, q)
+    mask = np.arange(ws.shape[1])[None, :] < depth[:, None]
     # stage index of each block: number of width changes so far (rows are non-decreasing)
     change = np.zeros_like(ws, dtype=np.int64)
     change[:, 1:] = (ws[:, 1:] != ws[:, :-1]) & mask[:, 1:]

@@ -18,8 +18,8 @@ from timm.layers import ClassifierHead, calculate_drop_path_rates
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from regnet_zoo.counting import Complexity, head_complexity
 from regnet_zoo.config import AnyNetCfg, ModelCfg
+from regnet_zoo.counting import Complexity, head_complexity
 from regnet_zoo.models.blocks import Bottleneck, Stage, Stem
 
 

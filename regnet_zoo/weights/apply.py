@@ -59,6 +59,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _describe(model: nn.Module) -> str:
+    arch = getattr(model, "pretrained_cfg", {}).get("architecture")
+    if arch:
+        return f"model {arch!r}"
     cfg = getattr(model, "cfg", None)
     return f"{type(model).__name__}({cfg})" if cfg is not None else type(model).__name__
 
