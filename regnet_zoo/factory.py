@@ -52,9 +52,15 @@ def wrap_features(model: AnyNet, out_indices: Sequence[int] | None = None,
     return wrapped
 
 
+def _head_classes(state_dict: dict[str, Any]) -> int:
+    """Class count of a state dict's classifier (0 for a headless one, e.g. SEER)."""
+    w = state_dict.get("head.fc.weight")
+    return int(w.shape[0]) if w is not None else 0
+
+
 def create(
     model: str | ModelCfg | dict[str, Any],
-    pretrained: bool | str | os.PathLike = False,
+    pretrained: bool | str | os.PathLike | None = None,
     *,
     num_classes: int | None = None,
     in_chans: int = 3,
@@ -68,12 +74,14 @@ def create(
 
     Args:
         model: a registry name or alias (``"regnety_4.0gf"``, ``"RegNetY-4.0GF"``, ``"regnety_040"``,
-            ``"regnety_4.0gf.tv2_in1k"`` with a weight tag), ``"hf-hub:org/repo"``, a ``RegNetCfg``
-            / ``AnyNetCfg``, or a config dict (``cfg.to_dict()``).
-        pretrained: False; True (the model's default weights); a weight tag such as
-            ``"tv2_in1k"``; or a path to a ``.safetensors`` (or legacy ``.pth``/``.pyth``) file.
-        num_classes: classifier outputs (default 1000); with pretrained weights of another class
-            count the head is freshly initialised.
+            ``"regnety_4.0gf.tv2_in1k"`` with a weight tag), ``"hf-hub:org/repo[@revision]"``, a
+            ``RegNetCfg`` / ``AnyNetCfg``, or a config dict (``cfg.to_dict()``).
+        pretrained: True (the model's default weights); a weight tag such as ``"tv2_in1k"`` (or
+            ``"pycls"`` / ``"torchvision"`` for the original files); a path to a weight file of any
+            supported layout; False for random init. Default: True for ``hf-hub:`` names and for
+            ``NAME.TAG``, False otherwise.
+        num_classes: classifier outputs; default: the weights' class count (1000 without weights).
+            Weights of another class count keep a freshly initialised head (logged).
         in_chans: input channels; pretrained 3-channel stems are adapted as timm does.
         features_only: return timm's feature extractor (a list of stem/stage feature maps).
         out_indices: feature levels to return (0 = stem, 1..4 = stages s1..s4).
@@ -85,21 +93,25 @@ def create(
     if isinstance(model, str) and model.startswith(HF_HUB_PREFIX):
         from regnet_zoo.weights.hub import create_from_hub
 
-        return create_from_hub(model[len(HF_HUB_PREFIX):], pretrained=pretrained, num_classes=num_classes,
-                               in_chans=in_chans, features_only=features_only, out_indices=out_indices,
-                               feature_cls=feature_cls, cache_dir=cache_dir, **kwargs)
+        return create_from_hub(model[len(HF_HUB_PREFIX):], pretrained=True if pretrained is None else pretrained,
+                               num_classes=num_classes, in_chans=in_chans, features_only=features_only,
+                               out_indices=out_indices, feature_cls=feature_cls, cache_dir=cache_dir, **kwargs)
     entry, cfg, tag = resolve_model(model)
-    if tag is not None and not pretrained:
+    if tag is not None and pretrained in (None, True):
         pretrained = tag
-    elif tag is not None and pretrained is True:
-        pretrained = tag
+    weights = None
+    if pretrained:
+        from regnet_zoo.weights import resolve_pretrained
+
+        weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
+        if num_classes is None:
+            num_classes = _head_classes(weights.state_dict)
     net = AnyNet(cfg, in_chans=in_chans, num_classes=1000 if num_classes is None else num_classes, **kwargs)
     if entry is not None:
         net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
-    if pretrained:
-        from regnet_zoo.weights import load_into, resolve_pretrained
+    if weights is not None:
+        from regnet_zoo.weights import load_into
 
-        weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
         load_into(net, weights.state_dict, weights.source)
         net.pretrained_cfg = {**net.pretrained_cfg, **weights.pretrained_cfg, "num_classes": net.num_classes}
     if features_only:

@@ -1,12 +1,31 @@
-"""Pretrained weights: reading, loading with adaptation, the Hub (no Lightning)."""
+"""Pretrained weights: manifest, Hub download and verification, converters, publishing (no Lightning).
 
-from regnet_zoo.weights.apply import (
-    WeightsError,
-    WeightsMismatchError,
-    load_into,
-    read_state_dict,
-)
-from regnet_zoo.weights.resolve import Pretrained, resolve_pretrained
+Names load on first use (``regnet_zoo.weights.manifest`` imports no torch, so ``regnet-zoo list
+--pretrained`` stays fast). Modules: ``apply`` (read / load state dicts), ``resolve``
+(``pretrained=`` argument), ``manifest``, ``hub`` (huggingface_hub), ``origin`` (original URLs),
+``convert`` (pycls / torchvision / transformers / timm), ``publish`` (``save_pretrained`` /
+``from_pretrained`` / ``push_to_hub``), ``hf_config`` (config.json), ``files``, ``errors``.
+"""
 
-__all__ = ["Pretrained", "WeightsError", "WeightsMismatchError", "load_into", "read_state_dict",
-           "resolve_pretrained"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_into": "apply", "read_state_dict": "apply",
+    "Pretrained": "resolve", "read_weights": "resolve", "resolve_pretrained": "resolve",
+    "WeightsError": "errors", "WeightsMismatchError": "errors", "WeightsNotCachedError": "errors",
+    "WeightsNotFoundError": "errors", "WeightsVerificationError": "errors",
+    "load_manifest": "manifest", "fetch_pretrained": "hub", "convert_state_dict": "convert",
+    "save_pretrained": "publish", "from_pretrained": "publish", "push_to_hub": "publish",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"regnet_zoo.weights.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'regnet_zoo.weights' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -3,7 +3,8 @@
 * ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
   ``.pt``, ``.bin``) only with ``torch.load(weights_only=True)``.
 * ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
-  drops a classifier whose class count differs (the model keeps its fresh head), and otherwise
+  drops a classifier whose class count differs (the model keeps its fresh head, also when the
+  weights have none), and otherwise
   requires an exact match; a mismatch raises ``WeightsMismatchError`` listing missing and
   unexpected keys and shape differences, naming the weights' source.
 """
@@ -12,25 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from timm.models._manipulate import adapt_input_conv
 from torch import nn
+
+from regnet_zoo.weights.errors import WeightsError, WeightsMismatchError
 
 _log = logging.getLogger(__name__)
 
 FIRST_CONV = "stem.conv.weight"
 CLASSIFIER = ("head.fc.weight", "head.fc.bias")
 PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
-
-
-class WeightsError(RuntimeError):
-    """Weights cannot be read or used (the message says which file and why)."""
-
-
-class WeightsMismatchError(WeightsError):
-    """A state dict does not fit the model's architecture."""
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -76,7 +71,10 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
                   sd[FIRST_CONV].shape[1], in_chans)
         sd[FIRST_CONV] = adapt_input_conv(in_chans, sd[FIRST_CONV])
     head_differs = any(k in sd and (k not in own or sd[k].shape != own[k].shape) for k in CLASSIFIER)
-    if head_differs:
+    if not any(k in sd for k in CLASSIFIER) and any(k in own for k in CLASSIFIER):
+        head_differs = True  # trunk-only weights (e.g. self-supervised): the model keeps its fresh head
+        _log.info("%s has no classifier: keeping the model's freshly initialised head", source)
+    elif head_differs:
         n_pre = sd[CLASSIFIER[0]].shape[0] if CLASSIFIER[0] in sd else "?"
         _log.info("classifier of %s has %s classes, the model %s: keeping the model's freshly "
                   "initialised head", source, n_pre, getattr(model, "num_classes", "?"))

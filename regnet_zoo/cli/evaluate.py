@@ -1,0 +1,183 @@
+"""``regnet-zoo validate NAME --data DIR``: top-1 / top-5 of pretrained weights on an image folder.
+
+The folder is ImageNet-style (one sub-folder per class). Folders named by ImageNet synsets
+(``n01440764`` ...) map to the ImageNet-1k class indices, so a subset of the classes works too;
+other folders must have as many classes as the model, in sorted order. Images are preprocessed
+as the weights' manifest entry says (timm's eval transform: resize to size / crop_pct, centre
+crop, normalise), accuracy is counted with torchmetrics, and the result is compared with the
+accuracies the weights' source reports.
+
+    regnet-zoo validate regnety_4.0gf --data imagenet/val
+    regnet-zoo validate regnetx_1.6gf.tv2_in1k --data val/ --batch-size 128 --workers 8
+    regnet-zoo validate regnety_4.0gf --weights my.safetensors --data val/ --limit 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from regnet_zoo.registry import UnknownModelError
+from regnet_zoo.weights.errors import WeightsError
+
+HF_HUB_PREFIX = "hf-hub:"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="regnet-zoo validate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Top-1 / top-5 accuracy of pretrained weights on an image folder (ImageNet val layout) with "
+                    "the weights' own preprocessing, compared with the accuracy their source reports.",
+        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "regnet-zoo validate " in line
+                                          and line.startswith("    ")))
+    p.add_argument("name", metavar="NAME[.TAG]", help="registry model (optionally with a tag) or hf-hub:org/repo")
+    p.add_argument("--data", required=True, help="image folder with one sub-folder per class (ImageNet val layout)")
+    p.add_argument("--tag", default=None, help="weight tag (default: the model's default; see list --pretrained)")
+    p.add_argument("--weights", default=None,
+                   help="evaluate this weights file or save_pretrained folder instead of published weights")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=4, help="data loader processes (0: load in this process)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N images spread evenly over the folder")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--input-size", type=int, default=None, help="override the weights' input size (pixels)")
+    p.add_argument("--crop-pct", type=float, default=None, help="override the weights' crop fraction")
+    p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"),
+                   help="override the weights' resize interpolation")
+    p.add_argument("--results-file", default=None, help="write per-image top-5 predictions to this CSV")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _load_model(a: argparse.Namespace):
+    """(model, manifest entry or None) for the command line's NAME / --tag / --weights."""
+    import regnet_zoo
+    from regnet_zoo.registry import split_name_tag
+    from regnet_zoo.weights.manifest import load_manifest
+
+    if a.name.startswith(HF_HUB_PREFIX):
+        if a.tag or a.weights:
+            raise WeightsError("--tag/--weights do not apply to hf-hub: repos")
+        return regnet_zoo.create(a.name, pretrained=True, cache_dir=a.cache_dir), None
+    entry, tag = split_name_tag(a.name)
+    if a.tag and tag and a.tag != tag:
+        raise WeightsError(f"two tags given: {tag!r} in the name and --tag {a.tag!r}")
+    tag = a.tag or tag
+    if a.weights:
+        from regnet_zoo.cli.weights import load_source
+
+        model = load_source(a.weights, entry.name)
+        if model.cfg != entry.cfg:
+            raise WeightsError(f"{a.weights} is not a {entry.name}")
+        w = load_manifest().get(entry.name, tag) if tag else None
+        if w is not None:  # compare with the tag's numbers, with its preprocessing
+            model.pretrained_cfg = {**model.pretrained_cfg, **w.pretrained_cfg(), "num_classes": model.num_classes}
+        return model, w
+    w = load_manifest().get(entry.name, tag)
+    return regnet_zoo.create(entry.name, pretrained=w.tag, cache_dir=a.cache_dir), w
+
+
+def imagenet_targets(classes: list[str], num_classes: int, root: str) -> list[int]:
+    """Class index of each folder: ImageNet-1k's for synset folders, else the folder order."""
+    from timm.data import ImageNetInfo
+
+    synsets = {s: i for i, s in enumerate(ImageNetInfo().label_names())}
+    if num_classes == 1000 and all(c in synsets for c in classes):
+        return [synsets[c] for c in classes]
+    if len(classes) != num_classes:
+        raise WeightsError(f"{root} has {len(classes)} class folders and they are not ImageNet synsets "
+                           f"(n01440764, ...), but the model has {num_classes} classes")
+    return list(range(len(classes)))
+
+
+def evaluate(model, data: str, data_config: dict[str, Any], *, batch_size: int = 64, workers: int = 4,
+             limit: int | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Top-1/top-5 accuracy (percent) of ``model`` on the image folder ``data`` with timm's eval transform."""
+    import numpy as np
+    import torch
+    from timm.data import create_transform
+    from torchmetrics.classification import MulticlassAccuracy
+    from torchvision.datasets import ImageFolder
+
+    transform = create_transform(**data_config, is_training=False)
+    dataset = ImageFolder(data, transform=transform)
+    if len(dataset) == 0:
+        raise WeightsError(f"{data} holds no images")
+    targets = imagenet_targets(dataset.classes, model.num_classes, data)
+    dataset.target_transform = targets.__getitem__
+    indices = np.arange(len(dataset))
+    if limit is not None and limit < len(dataset):
+        indices = np.unique(np.linspace(0, len(dataset) - 1, num=limit).round().astype(int))
+    subset = torch.utils.data.Subset(dataset, indices.tolist())
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, shuffle=False,
+                                         pin_memory=device.startswith("cuda"))
+    k = min(5, model.num_classes)
+    top1 = MulticlassAccuracy(num_classes=model.num_classes, top_k=1, average="micro").to(device)
+    top5 = MulticlassAccuracy(num_classes=model.num_classes, top_k=k, average="micro").to(device)
+    model = model.to(device).eval()
+    predictions = []
+    with torch.inference_mode():
+        for x, y in loader:
+            logits = model(x.to(device, non_blocking=True))
+            y = y.to(device)
+            top1.update(logits, y)
+            top5.update(logits, y)
+            predictions += [(int(t), p) for t, p in zip(y.tolist(), logits.topk(k, dim=1).indices.tolist())]
+    paths = [dataset.samples[i][0] for i in indices]
+    return {"images": len(indices), "classes": len(dataset.classes), "top1": 100 * top1.compute().item(),
+            "top5": 100 * top5.compute().item(), "predictions": [(p, t, pr) for p, (t, pr) in zip(paths, predictions)]}
+
+
+def main(command: str, argv: list[str]) -> int:
+    a = _parser().parse_args(argv)
+    import torch
+    from timm.data import resolve_data_config
+
+    try:
+        model, w = _load_model(a)
+        overrides = {"crop_pct": a.crop_pct, "interpolation": a.interpolation}
+        if a.input_size:
+            overrides["input_size"] = (model.in_chans, a.input_size, a.input_size)
+        data_config = resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+        result = evaluate(model, a.data, data_config, batch_size=a.batch_size, workers=a.workers, limit=a.limit,
+                          device=device)
+    except (WeightsError, UnknownModelError, FileNotFoundError) as e:
+        print(f"regnet-zoo validate: {e}", file=sys.stderr)
+        return 1
+    if a.results_file:
+        from regnet_zoo.weights.files import atomic_write_text
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["path", "target", "top5"])
+        writer.writerows((p, t, " ".join(map(str, pr))) for p, t, pr in result["predictions"])
+        atomic_write_text(a.results_file, buf.getvalue())
+    reported = [{**dataclasses.asdict(r), "diff_top1": result["top1"] - r.top1, "diff_top5": result["top5"] - r.top5}
+                for r in (w.reported if w else ())]
+    out = {"model": w.name if w else a.name, "data": str(Path(a.data)), "images": result["images"],
+           "classes": result["classes"], "top1": result["top1"], "top5": result["top5"],
+           "preprocessing": {k: data_config[k] for k in ("input_size", "crop_pct", "interpolation", "mean", "std")},
+           "reported": reported}
+    if a.json:
+        print(json.dumps(out, indent=2, default=list))
+        return 0
+    d = data_config
+    print(f"{out['model']} on {out['data']}: {out['images']} images, {out['classes']} classes")
+    print(f"  preprocessing: {d['input_size'][-1]}px, crop_pct {d['crop_pct']}, {d['interpolation']}, "
+          f"mean {tuple(round(v, 3) for v in d['mean'])}, std {tuple(round(v, 3) for v in d['std'])}")
+    print(f"  top-1 {out['top1']:.3f} %   top-5 {out['top5']:.3f} %")
+    for r in reported:
+        print(f"  reported by {r['by']}: top-1 {r['top1']:.3f} / top-5 {r['top5']:.3f} "
+              f"({r['input_size']}px, crop_pct {r['crop_pct']}, {r['interpolation']}; {r['reference']}) "
+              f"-> difference {r['diff_top1']:+.3f} / {r['diff_top5']:+.3f}")
+    if reported and out["images"] != 50000:
+        print("  note: the reported numbers are on the 50,000 ImageNet-1k validation images; this run used "
+              f"{out['images']}.")
+    return 0

@@ -1,0 +1,23 @@
+"""Errors of the weights layer; each message says which weights, where, and what to do."""
+
+from __future__ import annotations
+
+
+class WeightsError(RuntimeError):
+    """Weights cannot be read or used (the message says which file and why)."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A state dict does not fit the model's architecture."""
+
+
+class WeightsNotFoundError(WeightsError):
+    """No such weights: an unknown tag, or a repo/file/revision the Hub does not have."""
+
+
+class WeightsNotCachedError(WeightsError):
+    """Offline (or the Hub unreachable) and the weights are not in the local cache."""
+
+
+class WeightsVerificationError(WeightsError):
+    """A downloaded or cached file's hash differs from the expected one (the file was removed)."""

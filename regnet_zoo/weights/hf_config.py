@@ -1,0 +1,190 @@
+"""``config.json`` of Hub repos and saved folders: timm's format plus our own key.
+
+We write what ``timm.create_model("hf-hub:org/repo", pretrained=True)`` reads (``architecture``,
+``num_classes``, ``model_args``, ``pretrained_cfg``; for registry models and custom ``RegNetCfg``s that
+timm can express the architecture is a timm RegNet) and add ``"regnet_zoo": {"cfg": ...}`` with the
+full config, so any architecture round-trips through ``regnet_zoo.create("hf-hub:...")``. We read
+both our repos and timm's own (``timm/regnetx_002.pycls_in1k``: architecture = a timm name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.models._pretrained import PretrainedCfg
+from torch import nn
+
+from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
+from regnet_zoo.registry import MODELS, ModelEntry, UnknownModelError, get_entry
+from regnet_zoo.weights.apply import load_into
+from regnet_zoo.weights.errors import WeightsError
+from regnet_zoo.weights.files import atomic_write_text
+
+_log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_KEY = "regnet_zoo"
+ANYNET_ARCH = "regnet_zoo_anynet"  # architectures timm cannot express (only regnet_zoo loads them)
+PRETRAINED_CFG_FIELDS = frozenset(f.name for f in dataclasses.fields(PretrainedCfg))
+# timm RegNetCfg field -> our RegNetCfg field
+TIMM_REGNET_ARGS = {"depth": "depth", "w0": "w0", "wa": "wa", "wm": "wm", "group_size": "group_width",
+                    "bottle_ratio": "bot_mul", "se_ratio": "se_ratio", "stem_width": "stem_width"}
+_TIMM_RUNTIME_ARGS = {"in_chans", "num_classes", "global_pool", "drop_rate", "drop_path_rate", "output_stride",
+                      "zero_init_last", "group_min_ratio"}
+
+
+def registry_entry_for(cfg: ModelCfg) -> ModelEntry | None:
+    """The registry model whose architecture is ``cfg`` (None for custom configs)."""
+    return next((e for e in MODELS.values() if e.cfg == cfg), None)
+
+
+def timm_args_for(cfg: ModelCfg) -> tuple[str, dict[str, Any]] | None:
+    """(timm architecture, model_args) building ``cfg`` in timm, or None if timm cannot express it."""
+    entry = registry_entry_for(cfg)
+    if entry is not None:
+        return entry.timm_name, {}
+    if not isinstance(cfg, RegNetCfg) or cfg.q != 8:
+        return None
+    args = {timm_key: getattr(cfg, ours) for timm_key, ours in TIMM_REGNET_ARGS.items()}
+    args["group_min_ratio"] = 0.9 if cfg.rounding == "torchvision" else 0.0
+    return ("regnety_002" if cfg.se_ratio else "regnetx_002"), args
+
+
+def _timm_builds_same(model: nn.Module, arch: str, args: dict[str, Any]) -> bool:
+    """True when timm's ``arch(**args)`` has exactly ``model``'s tensor names and shapes (built on 'meta')."""
+    import timm
+
+    try:
+        with torch.device("meta"):
+            ref = timm.create_model(arch, pretrained=False, num_classes=model.num_classes, in_chans=model.in_chans,
+                                    **args)
+    except Exception as e:  # timm rejects the arguments: not expressible
+        _log.debug("timm cannot build %s(%s): %s", arch, args, e)
+        return False
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return ours == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+def write_config(model: nn.Module, directory: str | os.PathLike, extra: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Write ``directory/config.json`` for ``model`` (an ``AnyNet``) atomically; returns the config."""
+    from timm.models._hub import save_config_for_hf
+
+    from regnet_zoo import __version__
+
+    cfg: ModelCfg = model.cfg
+    found = timm_args_for(cfg)
+    timm_ok = found is not None and _timm_builds_same(model, *found)
+    arch, args = found if timm_ok else (ANYNET_ARCH, {})
+    if not timm_ok:
+        _log.warning("timm has no architecture equal to %s: the config.json is for regnet_zoo.create('hf-hub:...') "
+                     "only (timm.create_model cannot build it)", cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = os.path.join(tmp, CONFIG_NAME)
+        save_config_for_hf(model, tmp_path, model_config={"pretrained_cfg": {"architecture": arch}},
+                           model_args=args)
+        config = json.loads(Path(tmp_path).read_text(encoding="utf-8"))
+    config["pretrained_cfg"] = {k: v for k, v in config["pretrained_cfg"].items()
+                                if k in PRETRAINED_CFG_FIELDS and k not in ("hf_hub_id", "source", "file", "url")}
+    entry = registry_entry_for(cfg)
+    config[CONFIG_KEY] = {"version": __version__, "model": entry.name if entry else None, "cfg": cfg.to_dict(),
+                          "timm_compatible": timm_ok, **(extra or {})}
+    atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a config.json; ``WeightsError`` names the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsError(f"cannot read model config {path}: {e}") from e
+
+
+def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str | None]:
+    """(architecture, registry name or None) described by a config.json (ours or timm's)."""
+    ours = config.get(CONFIG_KEY)
+    if isinstance(ours, dict) and "cfg" in ours:
+        try:
+            cfg = cfg_from_dict(ours["cfg"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise WeightsError(f"{where}: invalid '{CONFIG_KEY}.cfg' in config.json: {e}") from e
+        entry = registry_entry_for(cfg)
+        return cfg, entry.name if entry else None
+    arch = config.get("architecture")
+    if not isinstance(arch, str):
+        raise WeightsError(f"{where}: config.json has neither '{CONFIG_KEY}' nor an 'architecture'")
+    try:
+        entry = get_entry(arch)
+    except UnknownModelError as e:
+        raise WeightsError(f"{where}: architecture {arch!r} in config.json is not a RegNet regnet_zoo builds "
+                           f"({e})") from None
+    model_args = config.get("model_args") or {}
+    unsupported = sorted(set(model_args) - set(TIMM_REGNET_ARGS) - _TIMM_RUNTIME_ARGS)
+    if unsupported:
+        raise WeightsError(f"{where}: timm RegNet options {unsupported} in config.json are not supported by "
+                           "regnet_zoo (only the RegNet generator parameters are)")
+    changes = {ours: model_args[k] for k, ours in TIMM_REGNET_ARGS.items() if k in model_args}
+    if "group_min_ratio" in model_args:
+        changes["rounding"] = "torchvision" if model_args["group_min_ratio"] else "pycls"
+    cfg = dataclasses.replace(entry.cfg, **changes) if changes else entry.cfg
+    found = registry_entry_for(cfg)
+    return cfg, found.name if found else None
+
+
+def _as_cfg_value(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def build_model(
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor] | None,
+    source: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int = 3,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    feature_cls: str = "list",
+    pretrained_cfg: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """The model a config.json describes, with ``state_dict`` (timm layout) loaded if given.
+
+    ``num_classes`` defaults to the config's; ``global_pool`` too. ``pretrained_cfg`` entries
+    (e.g. ``hf_hub_id``) are added to the model's ``pretrained_cfg``.
+    """
+    from regnet_zoo.models import AnyNet
+
+    cfg, name = cfg_from_config(config, source)
+    if num_classes is None:
+        num_classes = int(config.get("num_classes", 1000))
+    model_args = config.get("model_args") or {}
+    kwargs.setdefault("global_pool", config.get("global_pool") or model_args.get("global_pool", "avg"))
+    net = AnyNet(cfg, in_chans=in_chans, num_classes=num_classes, **kwargs)
+    if state_dict is not None:
+        load_into(net, state_dict, source)
+    saved = {k: _as_cfg_value(v) for k, v in (config.get("pretrained_cfg") or {}).items()
+             if k in PRETRAINED_CFG_FIELDS}
+    net.pretrained_cfg = {**net.pretrained_cfg, **saved, **(pretrained_cfg or {}), "num_classes": net.num_classes}
+    if name is not None:
+        net.pretrained_cfg["architecture"] = name
+    if features_only:
+        from regnet_zoo.factory import wrap_features
+
+        return wrap_features(net, out_indices, feature_cls)
+    return net
+
+
+def is_anynet(model: nn.Module) -> bool:
+    """True for our classifier models (what save_pretrained / push_to_hub accept)."""
+    return isinstance(getattr(model, "cfg", None), (RegNetCfg, AnyNetCfg)) and hasattr(model, "stage_names")

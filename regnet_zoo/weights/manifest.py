@@ -1,0 +1,240 @@
+"""The weights manifest: which published weights exist for each model, and what they expect.
+
+The data lives in the top-level ``weights_manifest/`` folder (``manifest.json`` + ``schema.json``),
+installed as the package ``regnet_zoo.weights_manifest``. ``load_manifest()`` validates it
+against the JSON Schema and checks what a schema cannot: every model is registered, each
+(model, tag) appears once, every model has exactly one default, preprocessing presets exist.
+``REGNET_ZOO_MANIFEST=path/to/manifest.json`` replaces the shipped manifest (e.g. for a mirror).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regnet_zoo.registry import MODELS, UnknownModelError, get_entry
+from regnet_zoo.weights.errors import WeightsError, WeightsNotFoundError
+
+MANIFEST_ENV = "REGNET_ZOO_MANIFEST"
+DATA_PACKAGE = "regnet_zoo.weights_manifest"
+# timm pretrained_cfg keys the preprocessing maps to (channel_order is ours: always RGB)
+PREPROCESSING_CFG_KEYS = ("input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std",
+                          "test_input_size", "test_crop_pct")
+
+
+class ManifestError(WeightsError):
+    """The manifest file is invalid (the message names the file, the entry and the field)."""
+
+
+@dataclass(frozen=True)
+class Reported:
+    """An accuracy (percent, ImageNet-1k val) as a source reports it, with its evaluation settings."""
+
+    top1: float
+    top5: float
+    by: str
+    reference: str
+    input_size: int
+    crop_pct: float
+    interpolation: str
+    url: str | None = None
+
+    def describe(self) -> str:
+        return (f"{self.top1:.2f} / {self.top5:.2f} ({self.reference}; {self.input_size}px, crop_pct "
+                f"{self.crop_pct}, {self.interpolation})")
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A weights file on the Hugging Face Hub; ``sha256`` is None when not pinned."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The original publication of the weights: URL, file format and (optional) pinned sha256."""
+
+    url: str
+    format: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One (model, tag) of the manifest."""
+
+    model: str
+    tag: str
+    default: bool
+    source: str
+    license: str
+    dataset: str | None
+    num_classes: int
+    hub: HubFile
+    preprocessing: dict[str, Any]
+    preprocessing_name: str
+    reported: tuple[Reported, ...]
+    origin: Origin | None = None
+    pretrain_dataset: str | None = None
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        """``model.tag``, the spelling ``create`` and the CLI accept."""
+        return f"{self.model}.{self.tag}"
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm ``pretrained_cfg`` keys for a model carrying these weights."""
+        cfg: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                               for k, v in self.preprocessing.items() if k in PREPROCESSING_CFG_KEYS}
+        h = cfg["input_size"][1]
+        cfg["pool_size"] = ((h + 31) // 32,) * 2
+        if "test_input_size" in cfg:
+            cfg["test_pool_size"] = ((cfg["test_input_size"][1] + 31) // 32,) * 2
+        cfg.update(tag=self.tag, hf_hub_id=self.hub.repo_id, license=self.license, num_classes=self.num_classes,
+                   paper_name="Designing Network Design Spaces", paper_ids="arXiv:2003.13678")
+        if self.origin is not None:
+            cfg["origin_url"] = self.origin.url
+        return cfg
+
+
+class Manifest:
+    """All manifest entries, looked up by model name (or alias) and tag."""
+
+    def __init__(self, entries: list[WeightsEntry], path: str):
+        self.entries = tuple(entries)
+        self.path = path
+        self._by_model: dict[str, list[WeightsEntry]] = {}
+        for e in self.entries:
+            self._by_model.setdefault(e.model, []).append(e)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def for_model(self, model: str) -> list[WeightsEntry]:
+        """Entries of ``model`` (a registry name or alias), default first; [] if none."""
+        try:
+            name = get_entry(model).name
+        except UnknownModelError:
+            return []
+        return sorted(self._by_model.get(name, []), key=lambda e: not e.default)
+
+    def tags(self, model: str) -> list[str]:
+        return [e.tag for e in self.for_model(model)]
+
+    def get(self, model: str, tag: str | None = None) -> WeightsEntry:
+        """The entry for ``model`` and ``tag`` (None: the default); ``WeightsNotFoundError`` lists the tags."""
+        name = get_entry(model).name
+        entries = self.for_model(name)
+        if tag is None:
+            if not entries:
+                raise WeightsNotFoundError(f"no published weights for {name}; pass pretrained='path/to/weights'")
+            return entries[0]
+        for e in entries:
+            if e.tag == tag:
+                return e
+        raise WeightsNotFoundError(f"no such weights: {name}.{tag}; {describe_tags(name, entries)}")
+
+
+def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
+    """'tags of MODEL: a (default), b, c' for error messages."""
+    if not entries:
+        return f"{model} has no published weights"
+    return f"weights of {model}: " + ", ".join(e.tag + (" (default)" if e.default else "") for e in entries)
+
+
+def manifest_path() -> Path:
+    """Path of the manifest in use: ``$REGNET_ZOO_MANIFEST``, the installed data package, or the source tree."""
+    override = os.environ.get(MANIFEST_ENV)
+    if override:
+        return Path(override)
+    try:
+        return Path(str(importlib.resources.files(DATA_PACKAGE).joinpath("manifest.json")))
+    except ModuleNotFoundError:  # a source checkout that is not installed
+        source_tree = Path(__file__).resolve().parents[2] / "weights_manifest" / "manifest.json"
+        if source_tree.is_file():
+            return source_tree
+        raise ManifestError(f"the weights manifest is not installed ({DATA_PACKAGE} missing); reinstall "
+                            "regnet-zoo or set REGNET_ZOO_MANIFEST=path/to/manifest.json") from None
+
+
+def schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (shipped next to the shipped manifest)."""
+    try:
+        text = importlib.resources.files(DATA_PACKAGE).joinpath("schema.json").read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        text = (Path(__file__).resolve().parents[2] / "weights_manifest" / "schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate_manifest(data: Any, where: str = "manifest") -> None:
+    """Raise ``ManifestError`` listing every schema violation and cross-reference error of ``data``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    problems = [f"{where}: {'/'.join(str(p) for p in err.absolute_path) or '(top level)'}: {err.message}"
+                for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))]
+    if problems:
+        raise ManifestError("invalid weights manifest:\n  " + "\n  ".join(problems[:20])
+                            + (f"\n  ... ({len(problems)} problems)" if len(problems) > 20 else ""))
+    seen: set[tuple[str, str]] = set()
+    defaults: dict[str, int] = {}
+    for i, w in enumerate(data["weights"]):
+        at = f"{where}: weights/{i} ({w['model']}.{w['tag']})"
+        if w["model"] not in MODELS:
+            problems.append(f"{at}: model {w['model']!r} is not a canonical registry name")
+        if (w["model"], w["tag"]) in seen:
+            problems.append(f"{at}: duplicate (model, tag)")
+        seen.add((w["model"], w["tag"]))
+        defaults[w["model"]] = defaults.get(w["model"], 0) + int(w["default"])
+        if w["preprocessing"] not in data["preprocessing"]:
+            problems.append(f"{at}: unknown preprocessing preset {w['preprocessing']!r}; presets: "
+                            f"{sorted(data['preprocessing'])}")
+        if (w["num_classes"] == 0) != (w["dataset"] is None):
+            problems.append(f"{at}: dataset must be null exactly when num_classes is 0")
+    problems += [f"{where}: {m} has {n} default entries (needs exactly 1)" for m, n in defaults.items() if n != 1]
+    if problems:
+        raise ManifestError("invalid weights manifest:\n  " + "\n  ".join(problems))
+
+
+def parse_manifest(data: dict[str, Any], path: str = "manifest") -> Manifest:
+    """Validate ``data`` (the JSON document) and build typed entries."""
+    validate_manifest(data, path)
+    entries = []
+    for w in data["weights"]:
+        entries.append(WeightsEntry(
+            model=w["model"], tag=w["tag"], default=w["default"], source=w["source"], license=w["license"],
+            dataset=w["dataset"], num_classes=w["num_classes"], hub=HubFile(**w["hub"]),
+            preprocessing=dict(data["preprocessing"][w["preprocessing"]]), preprocessing_name=w["preprocessing"],
+            reported=tuple(Reported(**r) for r in w["reported"]),
+            origin=Origin(**w["origin"]) if "origin" in w else None,
+            pretrain_dataset=w.get("pretrain_dataset"), notes=w.get("notes", "")))
+    return Manifest(entries, path)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int) -> Manifest:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ManifestError(f"cannot read the weights manifest {path}: {e}") from e
+    return parse_manifest(data, path)
+
+
+def load_manifest() -> Manifest:
+    """The validated manifest (cached per file and modification time)."""
+    path = manifest_path()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as e:
+        raise ManifestError(f"cannot read the weights manifest {path}: {e}") from e
+    return _load(str(path), mtime)

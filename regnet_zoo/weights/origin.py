@@ -1,0 +1,113 @@
+"""Weights from their original publication (the paper's pycls model zoo, torchvision), converted.
+
+``create(name, pretrained="pycls")`` downloads the paper's own ``.pyth`` checkpoint from
+``https://dl.fbaipublicfiles.com/pycls/...`` (base URL: ``$REGNET_ZOO_PYCLS_URL``), loads it with
+``torch.load(weights_only=True)`` and converts it (BGR -> RGB stem); ``pretrained="torchvision"``
+does the same with torchvision's V2 file (base URL: ``$REGNET_ZOO_TORCHVISION_URL``), whose name
+carries a sha256 prefix that is checked. Files are cached in ``cache_dir`` or torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, shared with torchvision).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.error
+from pathlib import Path
+
+import torch.hub
+
+from regnet_zoo.weights.apply import read_state_dict
+from regnet_zoo.weights.convert import convert_state_dict
+from regnet_zoo.weights.errors import (
+    WeightsError,
+    WeightsNotCachedError,
+    WeightsNotFoundError,
+    WeightsVerificationError,
+)
+from regnet_zoo.weights.files import file_sha256, verify_file
+from regnet_zoo.weights.manifest import WeightsEntry
+from regnet_zoo.weights.resolve import Pretrained
+
+_log = logging.getLogger(__name__)
+
+# pseudo-tag of create(pretrained=...) -> the manifest tag whose origin it downloads
+ORIGIN_TAGS = {"pycls": "pycls_in1k", "torchvision": "tv2_in1k"}
+# format -> (environment variable, default base URL of the original files)
+BASE_URLS = {
+    "pycls": ("REGNET_ZOO_PYCLS_URL", "https://dl.fbaipublicfiles.com/pycls"),
+    "torchvision": ("REGNET_ZOO_TORCHVISION_URL", "https://download.pytorch.org/models"),
+}
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")  # torchvision / torch.hub convention
+
+
+def origin_url(w: WeightsEntry) -> str:
+    """The entry's original URL, with its base replaced by the format's environment variable if set."""
+    if w.origin is None:
+        raise WeightsNotFoundError(f"{w.name} has no original file outside the Hub; use pretrained={w.tag!r}")
+    env, default = BASE_URLS.get(w.origin.format, (None, None))
+    base = os.environ.get(env) if env else None
+    if base and w.origin.url.startswith(default):
+        return base.rstrip("/") + w.origin.url[len(default):]
+    return w.origin.url
+
+
+def origin_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Folder for original files: ``cache_dir/regnet_zoo_origin`` or torch's ``hub/checkpoints``."""
+    if cache_dir is not None:
+        return Path(cache_dir) / "regnet_zoo_origin"
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> str:
+    """Local path of the entry's original file (downloaded once, hash-checked when a hash is known)."""
+    from regnet_zoo.weights.hub import hub_offline
+
+    url = origin_url(w)
+    name = url.rsplit("/", 1)[-1].split("?")[0]
+    dst = origin_cache_dir(cache_dir) / name
+    m = _HASH_IN_NAME.search(name)
+    prefix = m.group(1) if m else None
+    if not dst.is_file():
+        if hub_offline():
+            raise WeightsNotCachedError(
+                f"{w.name}: the original file {name} is not cached ({dst.parent}) and offline mode is on "
+                f"(HF_HUB_OFFLINE=1). Download it while online: `regnet-zoo download {w.name} --from-origin`, "
+                "or pass pretrained='path/to/file'.")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _log.info("downloading %s -> %s", url, dst)
+        try:
+            torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=False)
+        except urllib.error.HTTPError as e:
+            hint = f" (mirror: set {BASE_URLS[w.origin.format][0]})" if w.origin.format in BASE_URLS else ""
+            if e.code == 404:
+                raise WeightsNotFoundError(f"no such weights: {url} answered 404{hint}") from e
+            raise WeightsNotCachedError(f"{w.name}: downloading {url} failed: HTTP {e.code}{hint}") from e
+        except urllib.error.URLError as e:
+            raise WeightsNotCachedError(f"{w.name}: cannot reach {url} ({e.reason}) and the file is not cached "
+                                        f"in {dst.parent}; pass pretrained='path/to/{name}'") from e
+        except RuntimeError as e:  # torch.hub: hash prefix mismatch (it deleted the temporary file)
+            raise WeightsVerificationError(f"{w.name}: {url}: {e}") from e
+    elif prefix and w.origin.sha256 is None:
+        got = file_sha256(dst)
+        if not got.startswith(prefix):
+            dst.unlink()
+            raise WeightsVerificationError(f"{w.name}: sha256 mismatch: expected a digest starting {prefix} (in the "
+                                           f"file name), got {got}. Removed {dst}; run again to download it anew.")
+    if w.origin.sha256:
+        verify_file(dst, w.origin.sha256, what=f"{w.name} ({url})", why="pinned in the weights manifest",
+                    remove=(dst,))
+    return str(dst)
+
+
+def fetch_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> Pretrained:
+    """Download the entry's original checkpoint and convert it to our layout (RGB)."""
+    path = download_origin(w, cache_dir)
+    try:
+        state_dict = convert_state_dict(read_state_dict(path), w.origin.format)
+    except WeightsError as e:
+        raise WeightsError(f"{w.name}: {path}: {e}") from e
+    url = origin_url(w)
+    cfg = {k: v for k, v in w.pretrained_cfg().items() if k != "hf_hub_id"}
+    return Pretrained(state_dict, f"{url} ({w.origin.format} checkpoint, converted)", {**cfg, "url": url})

@@ -1,0 +1,220 @@
+"""Publish models: ``save_pretrained`` / ``from_pretrained`` (a folder) and ``push_to_hub`` (a Hub repo).
+
+A folder (and repo) holds ``model.safetensors``, a ``config.json`` that timm loads
+(``timm.create_model("hf-hub:org/repo", pretrained=True)``) with our full config under
+``"regnet_zoo"``, and a model card ``README.md`` (metadata: library, license, datasets, metrics;
+architecture and its exact complexity). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from regnet_zoo.weights.errors import WeightsError
+from regnet_zoo.weights.files import atomic_write, atomic_write_text
+from regnet_zoo.weights.hf_config import (
+    CONFIG_KEY,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    build_model,
+    is_anynet,
+    read_config,
+    write_config,
+)
+
+# metric name -> model-index display name (HF's eval-results format)
+_METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+_CITATION = """@InProceedings{Radosavovic2020,
+  title = {Designing Network Design Spaces},
+  author = {Ilija Radosavovic and Raj Prateek Kosaraju and Ross Girshick and Kaiming He and Piotr Doll{\\'a}r},
+  booktitle = {CVPR},
+  year = {2020}
+}"""
+
+
+def _check_model(model: nn.Module) -> None:
+    if not is_anynet(model):
+        raise TypeError(f"expected a regnet_zoo model (AnyNet from regnet_zoo.create), got {type(model).__name__}; "
+                        "for features_only models publish the classifier model instead")
+
+
+def save_pretrained(
+    model: nn.Module,
+    save_directory: str | os.PathLike,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    repo_id: str | None = None,
+    model_card: bool = True,
+) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and (``model_card``) ``README.md`` to ``save_directory``.
+
+    Args:
+        model: an ``AnyNet`` (``regnet_zoo.create(...)``), any config, any head.
+        metrics: accuracies to publish, e.g. ``{"top1": 81.3, "top5": 95.6}`` (percent, ImageNet-1k val
+            unless ``datasets`` says otherwise).
+        license: SPDX-like id for the card; defaults to the weights' license (``pretrained_cfg``) or mit.
+        datasets: training datasets for the card (default: ``["imagenet-1k"]`` for 1000 classes).
+        repo_id: used in the card's usage snippet.
+    Returns the folder.
+    """
+    from safetensors.torch import save_file
+
+    _check_model(model)
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    extra = {"metrics": dict(metrics)} if metrics else {}
+    tag = model.pretrained_cfg.get("tag")
+    if tag:
+        extra["weights_tag"] = tag
+    config = write_config(model, out, extra)
+    if model_card:
+        card = model_card_text(model, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id,
+                               timm_loads=config[CONFIG_KEY]["timm_compatible"])
+        atomic_write_text(out / "README.md", card)
+    return out
+
+
+def from_pretrained(path_or_repo: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """Model saved by ``save_pretrained`` (a folder) or pushed to the Hub (``"org/repo"``), with its weights.
+
+    ``kwargs`` go to the model (``num_classes``, ``in_chans``, ``features_only``, ``global_pool``, ...).
+    """
+    from regnet_zoo.weights.resolve import read_weights
+
+    folder = Path(path_or_repo)
+    if folder.is_dir():
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (folder / name).is_file():
+                raise WeightsError(f"{folder} has no {name}: not a folder written by save_pretrained")
+        weights = read_weights(folder / WEIGHTS_NAME)
+        return build_model(read_config(folder / CONFIG_NAME), weights.state_dict, f"folder {str(folder)!r}",
+                           pretrained_cfg={"file": str(folder), "source": "local-dir"}, **kwargs)
+    repo = os.fspath(path_or_repo)
+    if repo.count("/") != 1:
+        raise WeightsError(f"{repo!r} is neither a folder nor a Hub repo id 'org/name'")
+    from regnet_zoo.weights.hub import create_from_hub
+
+    return create_from_hub(repo, pretrained=True, **kwargs)
+
+
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Add RegNet weights (regnet-zoo)",
+    create_pr: bool = False,
+):
+    """Publish ``model`` to the Hub repo ``repo_id`` (created if needed) in one commit.
+
+    Uploads what ``save_pretrained`` writes through ``huggingface_hub`` (``HfApi.create_repo`` +
+    ``upload_folder``); the token comes from ``token``, ``HF_TOKEN`` or ``hf auth login``.
+    Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
+    """
+    from huggingface_hub import HfApi
+
+    from regnet_zoo.weights.hub import hub_endpoint
+
+    _check_model(model)
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id)
+        return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
+                                 commit_message=commit_message, create_pr=create_pr)
+
+
+def _hf_license(license: str) -> dict[str, str]:
+    if license == "seer-license":
+        return {"license": "other", "license_name": "seer-license",
+                "license_link": "https://github.com/facebookresearch/vissl/blob/main/MODEL_ZOO_LICENSE"}
+    return {"license": license}
+
+
+def model_card_text(
+    model: nn.Module,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    repo_id: str | None = None,
+    timm_loads: bool = True,
+) -> str:
+    """A Hub model card (YAML metadata + markdown) describing ``model``, its complexity and metrics.
+
+    ``timm_loads``: the config.json is one timm can build (library_name timm, timm usage snippet).
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from regnet_zoo.counting import format_count, model_complexity
+    from regnet_zoo.weights.hf_config import registry_entry_for
+
+    cfg = model.cfg
+    arch = cfg.to_anynet()
+    entry = registry_entry_for(cfg)
+    pcfg = model.pretrained_cfg
+    license = license or pcfg.get("license") or "mit"
+    if datasets is None:
+        datasets = ["imagenet-1k"] if model.num_classes == 1000 else []
+    size = int(pcfg.get("input_size", (3, 224, 224))[-1])
+    name = entry.display if entry else f"custom {type(cfg).__name__}"
+    eval_results = [
+        EvalResult(task_type="image-classification", dataset_type=datasets[0] if datasets else "custom",
+                   dataset_name=(datasets[0] if datasets else "custom").replace("imagenet", "ImageNet"),
+                   dataset_split="validation", metric_type="accuracy" if k in _METRIC_NAMES else k,
+                   metric_name=_METRIC_NAMES.get(k, k), metric_value=float(v))
+        for k, v in (metrics or {}).items()]
+    data = ModelCardData(library_name="timm" if timm_loads else "regnet-zoo", datasets=datasets or None,
+                         tags=["image-classification", "timm", "regnet", "regnet-zoo"],
+                         pipeline_tag="image-classification", model_name=repo_id or name,
+                         eval_results=eval_results or None, **_hf_license(license))
+    cx = model_complexity(cfg, resolution=size, in_chans=model.in_chans, num_classes=model.num_classes)
+    rows = "\n".join(f"| s{i + 1} | {s.depth} | {s.width} | {s.group_width} | {s.groups} | {s.bot_mul:g} |"
+                     for i, s in enumerate(arch.stages))
+    repo = repo_id or "<org>/<repo>"
+    lines = [
+        f"# {repo_id or name}", "",
+        f"{name} ({'RegNet' if entry else 'AnyNet'} from *Designing Network Design Spaces*, Radosavovic et al., "
+        "CVPR 2020), published with regnet-zoo.", "",
+        "## Model details", "",
+        f"- **Architecture:** {name}; " + (f"generator d={cfg.depth}, w0={cfg.w0}, wa={cfg.wa}, wm={cfg.wm}, "
+                                            f"g={cfg.group_width}, bot_mul={cfg.bot_mul:g}, rounding={cfg.rounding}; "
+                                            if hasattr(cfg, "w0") else "")
+        + f"stem width {arch.stem_width}, SE ratio {arch.se_ratio:g}",
+        f"- **Classes:** {model.num_classes}; input channels {model.in_chans}",
+        f"- **Complexity @ {size}x{size}:** {format_count(cx['flops'])} multiply-adds ({cx['flops']:,}), "
+        f"{format_count(cx['params'])} parameters ({cx['params']:,}), {format_count(cx['acts'])} activations "
+        f"({cx['acts']:,}), counted as the paper does",
+        f"- **Weights:** {pcfg.get('tag') or 'trained with regnet-zoo'}"
+        + (f" (from {pcfg['hf_hub_id']})" if pcfg.get("hf_hub_id") else ""),
+        f"- **License:** {license}", "",
+        "| stage | depth | width | group width | groups | bot_mul |", "|---|---|---|---|---|---|", rows, "",
+        "## Preprocessing", "",
+        f"RGB, resize to {int(size / pcfg.get('crop_pct', 0.875))} ({pcfg.get('interpolation', 'bilinear')}), "
+        f"centre crop {size}, mean {tuple(pcfg.get('mean', ()))}, std {tuple(pcfg.get('std', ()))}.", "",
+    ]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {_METRIC_NAMES.get(k, k)} | {v} |" for k, v in metrics.items()] + [""]
+    lines += ["## Usage", "", "```python", "import regnet_zoo", "",
+              f'model = regnet_zoo.create("hf-hub:{repo}", pretrained=True).eval()', "```", ""]
+    if timm_loads:
+        lines += ["or with timm alone:", "", "```python", "import timm", "",
+                  f'model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()', "```", ""]
+    lines += ["## Citation", "", "```bibtex", _CITATION, "```", ""]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)

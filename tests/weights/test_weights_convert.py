@@ -1,0 +1,176 @@
+"""Converters: state dicts of the paper's pycls, torchvision, transformers and timm give identical outputs.
+
+References are the real libraries' models (pycls 0.1.1 from PyPI, the code that wrote the paper's
+checkpoints; torchvision; transformers; timm), with every weight and BN statistic random.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import regnet_zoo
+from regnet_zoo.weights import WeightsError, WeightsMismatchError
+from regnet_zoo.weights.convert import convert_state_dict, detect_format
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def pycls_model(name: str, randomize):
+    """The paper code's AnyNet for registry model ``name`` (same stages), random weights."""
+    anynet = pytest.importorskip("pycls.models.anynet")
+    arch = regnet_zoo.get_entry(name).cfg.to_anynet()
+    net = anynet.AnyNet(stem_type="simple_stem_in", stem_w=arch.stem_width, block_type="res_bottleneck_block",
+                        ds=arch.depths, ws=arch.widths, ss=arch.strides, bms=arch.bot_muls, gws=arch.group_widths,
+                        se_r=arch.se_ratio or None, nc=1000)
+    return randomize(net, seed=3)
+
+
+def save_pycls_checkpoint(net, path, **extra) -> None:
+    """A checkpoint as pycls' save_checkpoint writes it."""
+    torch.save({"epoch": 99, "model_state": net.state_dict(), "optimizer_state": {"state": {}, "param_groups": []},
+                "cfg": "MODEL:\n  TYPE: regnet\n", **extra}, path)
+
+
+@pytest.mark.parametrize("name", ["regnetx_200mf", "regnety_200mf"])
+def test_pycls_checkpoint_on_bgr_equals_converted_on_rgb(name, randomize, tmp_path):
+    ref = pycls_model(name, randomize)
+    path = tmp_path / "model.pyth"
+    save_pycls_checkpoint(ref, path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert detect_format(ckpt) == "pycls"
+    ours = regnet_zoo.create(name).eval()
+    ours.load_state_dict(convert_state_dict(ckpt, "pycls"))
+    bgr = X.flip(1)  # pycls reads images with OpenCV: channel 0 is blue
+    torch.testing.assert_close(ours(X), ref(bgr), rtol=1e-5, atol=1e-5)
+    # the same through create(pretrained=path): detected, converted, loaded
+    via_path = regnet_zoo.create(name, pretrained=str(path)).eval()
+    torch.testing.assert_close(via_path(X), ref(bgr), rtol=1e-5, atol=1e-5)
+
+
+def test_pycls_picks_the_better_of_model_and_ema_state(randomize, tmp_path):
+    worse, better = pycls_model("regnetx_200mf", randomize), randomize(pycls_model("regnetx_200mf", randomize), 7)
+    path = tmp_path / "ema.pyth"
+    save_pycls_checkpoint(worse, path, ema_state=better.state_dict(), test_err=30.0, ema_err=29.0)
+    ours = regnet_zoo.create("regnetx_200mf", pretrained=str(path)).eval()
+    torch.testing.assert_close(ours(X), better(X.flip(1)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tv_name, ours_name", [("regnet_x_400mf", "regnetx_400mf_tv"),
+                                                 ("regnet_y_400mf", "regnety_400mf")])
+def test_torchvision_state_dict(tv_name, ours_name, randomize):
+    import torchvision
+
+    ref = randomize(getattr(torchvision.models, tv_name)(), seed=4)
+    sd = ref.state_dict()
+    assert detect_format(sd) == "torchvision"
+    ours = regnet_zoo.create(ours_name).eval()
+    ours.load_state_dict(convert_state_dict(sd, "torchvision"))
+    torch.testing.assert_close(ours(X), ref(X), rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_widths_differ_from_the_papers_model(randomize):
+    import torchvision
+
+    sd = convert_state_dict(torchvision.models.regnet_x_400mf().state_dict())
+    with pytest.raises(WeightsMismatchError, match="shape mismatches: s"):
+        regnet_zoo.weights.load_into(regnet_zoo.create("regnetx_400mf"), sd, "torchvision regnet_x_400mf")
+
+
+@pytest.mark.parametrize("name", ["regnetx_200mf", "regnety_200mf"])
+def test_transformers_state_dict(name, randomize):
+    from transformers import RegNetConfig, RegNetForImageClassification
+
+    arch = regnet_zoo.get_entry(name).cfg.to_anynet()
+    assert len(set(arch.group_widths)) == 1  # transformers has one group width for all stages
+    config = RegNetConfig(embedding_size=arch.stem_width, hidden_sizes=arch.widths, depths=arch.depths,
+                          groups_width=arch.group_widths[0], layer_type="y" if arch.se_ratio else "x",
+                          hidden_act="relu", num_labels=10)
+    ref = randomize(RegNetForImageClassification(config), seed=5)
+    sd = ref.state_dict()
+    assert detect_format(sd) == "transformers"
+    ours = regnet_zoo.create(name, num_classes=10).eval()
+    ours.load_state_dict(convert_state_dict(sd, "transformers"))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(X), ref(pixel_values=X).logits, rtol=1e-5, atol=1e-5)
+    # RegNetModel (no "regnet." prefix, no classifier): the trunk
+    trunk = {k.removeprefix("regnet."): v for k, v in sd.items() if k.startswith("regnet.")}
+    ours_trunk = regnet_zoo.create(name, num_classes=0).eval()
+    ours_trunk.load_state_dict(convert_state_dict(trunk, "transformers"))
+    torch.testing.assert_close(ours_trunk.forward_features(X), ours.forward_features(X), rtol=0, atol=0)
+
+
+def test_timm_is_identity_and_wrappers_are_removed(randomize):
+    import timm
+
+    ref = randomize(timm.create_model("regnety_002"), seed=6)
+    sd = ref.state_dict()
+    assert convert_state_dict(sd, "timm").keys() == sd.keys()
+    # a Lightning checkpoint: tensors under "model." next to others (a loss buffer), wrapped in "state_dict"
+    ckpt = {"epoch": 3, "state_dict": {**{f"model.{k}": v for k, v in sd.items()}, "criterion.weight": torch.ones(3)}}
+    ours = regnet_zoo.create("regnety_200mf").eval()
+    ours.load_state_dict(convert_state_dict(ckpt))
+    torch.testing.assert_close(ours(X), ref(X), rtol=0, atol=0)
+    ddp = {"state_dict": {f"module.{k}": v for k, v in sd.items()}}
+    assert convert_state_dict(ddp).keys() == sd.keys()
+
+
+def test_wrong_or_unknown_format_is_a_clear_error(randomize):
+    import torchvision
+
+    sd = torchvision.models.regnet_y_400mf().state_dict()
+    with pytest.raises(WeightsError, match="expected a pycls state dict, but its keys are torchvision's"):
+        convert_state_dict(sd, "pycls")
+    with pytest.raises(WeightsError, match="not a RegNet state dict of a known layout"):
+        detect_format({"encoder.layer.0.weight": torch.ones(1)})
+    with pytest.raises(ValueError, match="format must be"):
+        convert_state_dict(sd, "caffe")
+
+
+def test_pycls_origin_downloads_the_papers_file_and_converts_it(hub, randomize, tmp_path, monkeypatch):
+    """pretrained="pycls": the .pyth from the paper's URL (base overridden to the local server)."""
+    ref = pycls_model("regnetx_200mf", randomize)
+    save_pycls_checkpoint(ref, tmp_path / "x.pyth")
+    hub.static["pycls/dds_baselines/160905981/RegNetX-200MF_dds_8gpu.pyth"] = (tmp_path / "x.pyth").read_bytes()
+    monkeypatch.setenv("REGNET_ZOO_PYCLS_URL", f"{hub.url}/static/pycls")
+    model = regnet_zoo.create("regnetx_200mf", pretrained="pycls").eval()
+    torch.testing.assert_close(model(X), ref(X.flip(1)), rtol=1e-5, atol=1e-5)
+    assert model.pretrained_cfg["url"].endswith("/static/pycls/dds_baselines/160905981/RegNetX-200MF_dds_8gpu.pyth")
+    assert model.pretrained_cfg["interpolation"] == "bilinear"  # the pycls_in1k entry's preprocessing
+    hub.requests.clear()
+    regnet_zoo.create("regnetx_200mf", pretrained="pycls")  # cached in torch's hub folder
+    assert hub.requests == []
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "RegNetX-200MF_dds_8gpu.pyth").is_file()
+    with pytest.raises(regnet_zoo.weights.WeightsNotFoundError, match="answered 404"):
+        regnet_zoo.create("regnetx_400mf", pretrained="pycls")
+
+
+def test_torchvision_origin_checks_the_hash_in_the_file_name(hub, randomize, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    import torchvision
+
+    from regnet_zoo.weights.manifest import manifest_path
+
+    ref = randomize(torchvision.models.regnet_x_800mf(), seed=8)
+    torch.save(ref.state_dict(), tmp_path / "tv.pth")
+    data = (tmp_path / "tv.pth").read_bytes()
+    monkeypatch.setenv("REGNET_ZOO_TORCHVISION_URL", f"{hub.url}/static/tv")
+    # under torchvision's real file name the bytes do not match the name's sha256 prefix
+    hub.static["tv/regnet_x_800mf-94a99ebd.pth"] = data
+    with pytest.raises(regnet_zoo.weights.WeightsVerificationError, match="94a99ebd"):
+        regnet_zoo.create("regnetx_800mf", pretrained="torchvision")
+    assert not list((tmp_path / "torch").rglob("*.pth"))
+    # a manifest whose origin file name carries the right prefix
+    prefix = hashlib.sha256(data).hexdigest()[:8]
+    hub.static[f"tv/regnet_x_800mf-{prefix}.pth"] = data
+    doc = json.loads(manifest_path().read_text())
+    for w in doc["weights"]:
+        if (w["model"], w["tag"]) == ("regnetx_800mf", "tv2_in1k"):
+            w["origin"]["url"] = f"https://download.pytorch.org/models/regnet_x_800mf-{prefix}.pth"
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("REGNET_ZOO_MANIFEST", str(tmp_path / "m.json"))
+    model = regnet_zoo.create("regnetx_800mf", pretrained="torchvision").eval()
+    torch.testing.assert_close(model(X), ref(X), rtol=1e-5, atol=1e-5)
+    assert model.pretrained_cfg["crop_pct"] == 0.9655 and model.pretrained_cfg["tag"] == "tv2_in1k"
