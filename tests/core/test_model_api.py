@@ -197,3 +197,15 @@ def test_registered_with_timm():
     assert isinstance(m, AnyNet) and m(X).shape == (2, 4)
     f = timm.create_model("regnet_zoo_regnetx_002", features_only=True, out_indices=(2, 3))
     assert f.feature_info.channels() == [56, 152]
+
+
+def test_class_count_defaults_to_the_weights(tmp_path):
+    src = regnet_zoo.create("regnetx_200mf", num_classes=7)
+    path = tmp_path / "seven.safetensors"
+    save_file(src.state_dict(), str(path))
+    m = regnet_zoo.create("regnetx_200mf", pretrained=path)
+    assert m.num_classes == 7 and m.pretrained_cfg["num_classes"] == 7
+    headless = {k: v for k, v in src.state_dict().items() if not k.startswith("head.fc")}
+    save_file(headless, str(tmp_path / "headless.safetensors"))
+    feats = regnet_zoo.create("regnetx_200mf", pretrained=tmp_path / "headless.safetensors")
+    assert feats.num_classes == 0 and feats(X).shape == (2, 368)
