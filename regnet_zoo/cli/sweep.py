@@ -1,0 +1,282 @@
+"""``regnet-zoo sweep``: design-space sweeps on the command line.
+
+    regnet-zoo sweep spaces                                   # the spaces and their sizes
+    regnet-zoo sweep sample --space anynetx_a --flops 360e6:400e6 --n 500 --seed 0 -o a.jsonl
+    regnet-zoo sweep train a.jsonl --data digits --epochs 10 --out runs/a [--workers 2] [--engine ray]
+    regnet-zoo sweep analyze runs/a runs/regnetx --plots out/  # EDFs, bootstrap ranges, width fits
+    regnet-zoo sweep fit regnetx_200mf | 24,56,56,152,...     # quantized-linear fit of widths
+    regnet-zoo sweep scaling --plots out/                     # acts/params vs flops exponents
+
+torch is only imported by ``train`` (and ``scaling`` for EfficientNet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from regnet_zoo.counting import format_count
+
+SUBCOMMANDS = ("spaces", "sample", "train", "analyze", "fit", "scaling")
+
+
+def _fail(prog: str, message: str, code: int = 2) -> int:
+    print(f"regnet-zoo sweep {prog}: {message}", file=sys.stderr)
+    return code
+
+
+def _spaces(argv: list[str]) -> int:
+    from regnet_zoo.design_space.spaces import SPACES
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep spaces", description="Design spaces and their sizes.")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    rows = {n: {"paper": s.size("paper"), "exact": s.size("exact"), "valid": s.size("valid"),
+                "description": s.description} for n, s in SPACES.items()}
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'space':<18} {'size (paper)':>13} {'exact':>10} {'compatible':>11}  description")
+    for n, r in rows.items():
+        print(f"{n:<18} {r['paper']:>13.1e} {r['exact']:>10.1e} {r['valid']:>11.1e}  {r['description']}")
+    return 0
+
+
+def _sample(argv: list[str]) -> int:
+    from regnet_zoo.design_space.records import trials_from_samples, write_jsonl_atomic
+    from regnet_zoo.design_space.sampling import SamplingError, sample
+    from regnet_zoo.design_space.spaces import UnknownSpaceError
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep sample",
+                                description="Sample models of a design space into a trial file (JSONL).")
+    p.add_argument("--space", required=True, help="design space, e.g. anynetx_a, regnetx (see `sweep spaces`)")
+    p.add_argument("--n", type=int, required=True, help="number of distinct models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flops", help="flops band LOW:HIGH in multiply-adds, e.g. 360e6:400e6")
+    p.add_argument("--params", help="params band LOW:HIGH")
+    p.add_argument("--acts", help="activations band LOW:HIGH")
+    p.add_argument("--resolution", type=int, default=224, help="input size the bands refer to (pixels)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs the bands refer to")
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--max-candidates", type=int, default=20_000_000)
+    p.add_argument("-o", "--output", required=True, help="trial file to write (JSONL)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing trial file")
+    a = p.parse_args(argv)
+    out = Path(a.output)
+    if out.exists() and not a.force:
+        return _fail("sample", f"{out} exists; pass --force to overwrite it")
+    try:
+        result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
+                        resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
+                        max_candidates=a.max_candidates)
+    except (UnknownSpaceError, ValueError) as e:
+        return _fail("sample", str(e))
+    except SamplingError as e:
+        return _fail("sample", str(e), 1)
+    write_jsonl_atomic(out, trials_from_samples(result))
+    fl = [s.complexity["flops"] for s in result.samples]
+    print(f"{len(result)} models of {result.space.name} -> {out}  (drawn {result.drawn}, compatible "
+          f"{result.compatible}, in band {result.in_band}; flops {format_count(min(fl))}-{format_count(max(fl))} "
+          f"at {a.resolution}px)")
+    return 0
+
+
+def _train(argv: list[str]) -> int:
+    from regnet_zoo.design_space.records import SweepFileError, read_trials
+    from regnet_zoo.design_space.sweep import TrainSettings, run_sweep
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep train",
+                                description="Train every trial briefly; results go to OUT/results.jsonl "
+                                            "(resumable: finished trials are skipped).")
+    p.add_argument("trials", nargs="+", help="trial file(s) from `sweep sample`")
+    p.add_argument("--out", required=True, help="run folder (results.jsonl is appended there)")
+    p.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder with train/ and val/")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.2, help="base LR per 128 images (scaled with the batch)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--zero-init-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="zero-init each residual branch's last BN (default on: deep nets train in few epochs)")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader workers per trial (image folders)")
+    p.add_argument("--weight-decay", type=float, default=5e-5)
+    p.add_argument("--image-size", type=int, default=None, help="default: each trial's sampling resolution")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", action="store_true", help="random affine jitter of the digits")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--limit-train-batches", type=float, default=None, help="(smoke tests) batches per epoch")
+    p.add_argument("--limit-val-batches", type=float, default=None)
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--workers", type=int, default=1, help="local: trials in parallel (0: in this process)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per trial (= Ray CPUs per trial)")
+    p.add_argument("--ray-address", default=None, help="ray: join this cluster ('auto', 'ray://host:10001')")
+    p.add_argument("--ray-num-cpus", type=int, default=None, help="ray: CPUs of a local Ray instance")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    a = p.parse_args(argv)
+
+    def limit(v):
+        return None if v is None else (int(v) if v >= 1 else v)
+
+    try:
+        trials = [t for path in a.trials for t in read_trials(path)]
+        if len({t["id"] for t in trials}) != len(trials):
+            raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
+        settings = TrainSettings(data=a.data, epochs=a.epochs, batch_size=a.batch_size, base_lr=a.lr,
+                                 warmup_epochs=a.warmup_epochs, zero_init_last=a.zero_init_last,
+                                 weight_decay=a.weight_decay, num_workers=a.num_workers,
+                                 image_size=a.image_size, seed=a.seed, threads=a.threads, augment=a.augment,
+                                 accelerator=a.accelerator, limit_train_batches=limit(a.limit_train_batches),
+                                 limit_val_batches=limit(a.limit_val_batches))
+    except (SweepFileError, ValueError) as e:
+        return _fail("train", str(e))
+
+    def progress(rec):
+        what = f"error {rec['error']:.2f}%  {rec['train_time_s']:.1f}s" if rec["status"] == "ok" else \
+            f"FAILED: {rec['message'].splitlines()[-1]}"
+        print(f"{rec['id']:<20} {what}", flush=True)
+
+    try:
+        if a.engine == "ray":
+            from regnet_zoo.design_space.ray_runner import run_sweep_ray
+
+            summary = run_sweep_ray(trials, a.out, settings, address=a.ray_address, num_cpus=a.ray_num_cpus,
+                                    cpus_per_trial=a.threads, gpus_per_trial=a.gpus_per_trial)
+        else:
+            summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
+    except SweepFileError as e:
+        return _fail("train", str(e))
+    print(f"{summary.finished} trained, {summary.failed} failed, {summary.skipped} already done "
+          f"({summary.total} trials) in {summary.wall_s:.0f}s -> {summary.results_path}")
+    return 1 if summary.failed else 0
+
+
+def _analyze(argv: list[str]) -> int:
+    from regnet_zoo.design_space import plots
+    from regnet_zoo.design_space.analysis import best_records, fit_records, group_by_space, summarize
+    from regnet_zoo.design_space.records import SweepFileError, load_results
+    from regnet_zoo.design_space.stats import edf_dominance, ks_statistic
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep analyze",
+                                description="EDFs, bootstrap ranges and width fits of finished sweeps.")
+    p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
+    p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
+    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    p.add_argument("--top", type=int, default=5, help="best models whose widths are fitted and drawn")
+    p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    a = p.parse_args(argv)
+    groups: dict[str, list[dict]] = {}
+    try:
+        for run in a.runs:
+            for space, recs in group_by_space(load_results(run)).items():
+                key = space if space not in groups else f"{space}@{Path(run).name}"
+                groups[key] = recs
+    except SweepFileError as e:
+        return _fail("analyze", str(e))
+    groups = {k: v for k, v in groups.items() if v}
+    if not groups:
+        return _fail("analyze", "no finished trials in " + ", ".join(a.runs), 1)
+    summary = {name: summarize(recs, top=a.top, n_boot=a.n_boot) for name, recs in groups.items()}
+    names = list(groups)
+    ref = names[0]
+    for name in names[1:]:
+        ea = [r["error"] for r in groups[name]]
+        eb = [r["error"] for r in groups[ref]]
+        summary[name]["vs_" + ref] = {"ks": ks_statistic(ea, eb), "edf_dominance": edf_dominance(ea, eb)}
+    if a.plots:
+        out = Path(a.plots)
+        ext = a.format
+        plots.plot_edfs(groups, out / f"edf.{ext}")
+        plots.plot_edfs(groups, out / f"edf_normalized.{ext}", normalized=True)
+        for name, recs in groups.items():
+            safe = name.replace("@", "_").replace("/", "_")
+            plots.plot_param_errors(recs, summary[name]["bootstrap"], out / f"errors_{safe}.{ext}", title=name)
+            best = best_records(recs, a.top)
+            plots.plot_best_widths(best, fit_records(best), out / f"widths_{safe}.{ext}", title=f"best of {name}")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    if a.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    print(f"{'population':<24} {'n':>4} {'min':>6} {'mean':>6} {'median':>7}  best-model ranges (95%)")
+    for name, s in summary.items():
+        e = s["error"]
+        ranges = ", ".join(f"{k}=[{b['low']:.3g},{b['high']:.3g}]" for k, b in s["bootstrap"].items()
+                           if k not in ("flops", "params", "acts"))
+        print(f"{name:<24} {s['n']:>4} {e['min']:>6.2f} {e['mean']:>6.2f} {e['median']:>7.2f}  {ranges}")
+        if "vs_" + ref in s:
+            v = s["vs_" + ref]
+            side = "left of" if v["edf_dominance"] > 0 else "right of"
+            print(f"{'':<24} EDF {side} {ref}: mean F difference {v['edf_dominance']:+.3f}, KS {v['ks']:.3f}")
+    if a.plots:
+        print(f"figures and summary.json -> {a.plots}")
+    return 0
+
+
+def _fit(argv: list[str]) -> int:
+    from regnet_zoo.design_space.fit import fit_quantized_linear
+    from regnet_zoo.registry import UnknownModelError, get_entry
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep fit",
+                                description="Quantized-linear fit (w0, wa, wm, e_fit) of per-block widths.")
+    p.add_argument("widths", help="a model name (its per-block widths) or comma-separated per-block widths")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        if all(c.isdigit() or c in ", " for c in a.widths):
+            widths = [int(v) for v in a.widths.replace(" ", "").split(",") if v]
+        else:
+            widths = get_entry(a.widths).cfg.block_widths
+        f = fit_quantized_linear(widths)
+    except (UnknownModelError, ValueError) as e:
+        return _fail("fit", str(e))
+    if a.json:
+        print(json.dumps({**f.as_dict(), "observed": f.observed, "predicted": f.predicted}))
+    else:
+        print(f"w0={f.w0} wa={f.wa} wm={f.wm} d={f.depth}  e_fit={f.e_fit:.4f}\n"
+              f"observed : {list(f.observed)}\npredicted: {list(f.predicted)}")
+    return 0
+
+
+def _scaling(argv: list[str]) -> int:
+    from regnet_zoo.design_space.scaling import scaling_table
+
+    p = argparse.ArgumentParser(prog="regnet-zoo sweep scaling",
+                                description="Acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet.")
+    p.add_argument("--plots", default=None, help="folder for scaling.<format> and scaling.json")
+    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    p.add_argument("--no-efficientnet", action="store_true", help="skip tracing timm's EfficientNets")
+    a = p.parse_args(argv)
+    table = scaling_table(include_efficientnet=not a.no_efficientnet)
+    for fam, t in table.items():
+        print(f"{fam:<14} acts ~ flops^{t['acts_exponent']:.2f}   params ~ flops^{t['params_exponent']:.2f}  "
+              f"({len(t['models'])} models)")
+    if a.plots:
+        from regnet_zoo.design_space.plots import plot_scaling
+
+        out = Path(a.plots)
+        plot_scaling(table, out / f"scaling.{a.format}")
+        (out / "scaling.json").write_text(json.dumps(table, indent=2))
+        print(f"-> {out}")
+    return 0
+
+
+def usage() -> str:
+    return __doc__.split("\n\n")[1]
+
+
+def main(command: str, argv: list[str]) -> int:
+    """Entry of ``regnet-zoo sweep SUBCOMMAND ...``."""
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: regnet-zoo sweep {" + ",".join(SUBCOMMANDS) + "} ...\n\n" + usage())
+        return 0
+    sub, rest = argv[0], argv[1:]
+    handlers = {"spaces": _spaces, "sample": _sample, "train": _train, "analyze": _analyze, "fit": _fit,
+                "scaling": _scaling}
+    if sub not in handlers:
+        import difflib
+
+        close = difflib.get_close_matches(sub, SUBCOMMANDS, n=2)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return _fail(sub, f"unknown subcommand{hint}; choose one of {', '.join(SUBCOMMANDS)}")
+    return handlers[sub](rest)

@@ -1,0 +1,152 @@
+"""Figures of the paper's analyses (matplotlib, Agg backend; PNG, SVG or PDF by the file suffix).
+
+* ``plot_edfs``: error EDFs of several design spaces (optionally complexity-normalised).
+* ``plot_param_errors``: error vs each design parameter with the bootstrap band of the best value.
+* ``plot_best_widths``: the best models' per-block widths with their quantized-linear fits.
+* ``plot_scaling``: activations and params vs flops, log-log, with fitted power laws per family.
+
+Each function writes ``path`` and returns it; figures are closed after saving.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+
+from regnet_zoo.design_space.analysis import block_widths, design_values, errors_of  # noqa: E402
+from regnet_zoo.design_space.fit import LinearFit  # noqa: E402
+from regnet_zoo.design_space.stats import complexity_weights, edf  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_edfs(
+    groups: Mapping[str, list[dict[str, Any]]],
+    path: str | os.PathLike,
+    *,
+    normalized: bool = False,
+    complexity: str = "flops",
+    bins: int = 10,
+) -> Path:
+    """Error EDF of each population (name -> ``ok`` records); with ``normalized`` the
+    complexity-normalised EDF (weights uniform over ``bins`` log-``complexity`` bins)."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (name, recs) in enumerate(groups.items()):
+        errs = errors_of(recs)
+        weights = None
+        if normalized:
+            weights = complexity_weights([r["complexity"][complexity] for r in recs], bins=bins)
+        xs, ys = edf(errs, weights=weights)
+        ax.step(np.concatenate([[xs[0]], xs]), np.concatenate([[0.0], ys]), where="post", color=COLORS[i % 10],
+                label=f"{name}  n={errs.size} min={errs.min():.1f} mean={errs.mean():.1f}")
+    ax.set_xlabel("error (%)")
+    ax.set_ylabel("cumulative prob." + (f" ({complexity}-normalised)" if normalized else ""))
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.4)
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_param_errors(
+    records: list[dict[str, Any]],
+    bootstrap: Mapping[str, Mapping[str, float]],
+    path: str | os.PathLike,
+    *,
+    params: Sequence[str] | None = None,
+    title: str = "",
+    log_params: Sequence[str] = ("w0", "wa"),
+) -> Path:
+    """Scatter of error vs each design parameter, with the bootstrap band (95% interval of the
+    best model's value, shaded) and its median (black line); ``bootstrap`` is ``summarize()['bootstrap']``."""
+    values = [design_values(r) for r in records]
+    errs = errors_of(records)
+    names = [p for p in (params or list(bootstrap)) if p in bootstrap]
+    cols = min(4, len(names)) or 1
+    rows = int(np.ceil(len(names) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names):
+        x = np.array([v[name] for v in values], dtype=np.float64)
+        b = bootstrap[name]
+        ax.scatter(x, errs, s=10, alpha=0.7)
+        ax.axvspan(b["low"], b["high"], alpha=0.15, color="C0", label=f"[{b['low']:.3g}, {b['high']:.3g}]")
+        ax.axvline(b["best"], color="k", lw=1, label=f"best {b['best']:.3g}")
+        if name in log_params and np.all(x > 0):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(name)
+        ax.legend(fontsize=6, loc="upper left")
+        ax.grid(alpha=0.4)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("error (%)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_best_widths(
+    records: list[dict[str, Any]],
+    fits: Sequence[LinearFit],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+) -> Path:
+    """Per-block widths (log2 axis) of the given models, each with its quantized-linear fit
+    (dashed) and the continuous line u_j = w0 + wa j (dotted)."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (r, f) in enumerate(zip(records, fits)):
+        c = COLORS[i % 10]
+        ws = block_widths(r)
+        ax.plot(ws, "o-", ms=3, color=c, label=f"{r.get('id', i)}  err={float(r['error']):.1f}  e_fit={f.e_fit:.3f}")
+        ax.plot(f.predicted, "--", color=c, lw=1)
+        ax.plot(f.widths_cont, ":", color=c, lw=1)
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("block index j")
+    ax.set_ylabel("width (channels)")
+    ax.grid(alpha=0.4)
+    ax.legend(fontsize=6, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_scaling(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Activations and params vs flops (log-log) per family with fitted power laws;
+    ``table`` is ``scaling.scaling_table()``."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, (fam, t) in enumerate(table.items()):
+        c = COLORS[i % 10]
+        f = np.array([m["flops"] for m in t["models"]], dtype=np.float64)
+        xs = np.geomspace(f.min(), f.max(), 50)
+        for ax, metric in zip(axes, ("acts", "params")):
+            y = np.array([m[metric] for m in t["models"]], dtype=np.float64)
+            k, coef = t[f"{metric}_exponent"], t[f"{metric}_coef"]
+            ax.loglog(f / 1e9, y / 1e6, "o", color=c, ms=4, label=f"{fam}: {metric} ~ flops^{k:.2f}")
+            ax.loglog(xs / 1e9, coef * xs ** k / 1e6, "-", color=c, lw=1)
+    for ax, metric in zip(axes, ("activations (M)", "params (M)")):
+        ax.set_xlabel("flops (B, multiply-adds)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.4, which="both")
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,205 @@
+"""Sweep files: trial lists and append-only results, both JSON Lines (one JSON object per line).
+
+* A *trial file* (``regnet-zoo sweep sample -o trials.jsonl``) holds one sampled model per line:
+  ``{"id", "space", "index", "cfg", "params", "complexity", "resolution", "in_chans", "num_classes"}``.
+  It is written atomically (temporary file + rename).
+* A *results file* (``<run dir>/results.jsonl``) gets one line per finished trial: the trial's
+  fields plus ``status`` ("ok" or "failed"), ``error`` (top-1 error, %), timings and settings.
+  Each line is flushed and fsync'ed; a torn last line left by a crash (kill -9) is ignored on read
+  and cut off before the next append, so the file stays valid and finished trials are never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from regnet_zoo.design_space.sampling import SampleResult
+
+RESULTS_NAME = "results.jsonl"
+
+
+class SweepFileError(ValueError):
+    """A trial or results file that cannot be used (corrupt line, mismatched trial...)."""
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a JSONL file; a torn (unterminated, unparsable) last line is skipped."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SweepFileError(f"{path}: no such file") from None
+    lines = data.split(b"\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            if i == len(lines) - 1:  # no newline after it: a write cut short, the trial reruns
+                break
+            raise SweepFileError(f"{path}:{i + 1}: not a JSON object ({e}); the file is corrupt") from None
+        if not isinstance(rec, dict):
+            raise SweepFileError(f"{path}:{i + 1}: expected a JSON object, got {type(rec).__name__}")
+        records.append(rec)
+    return records
+
+
+def drop_torn_tail(path: str | os.PathLike) -> int:
+    """Cut an unterminated last line off ``path`` (left by a crash); returns the bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        # find the last newline
+        pos, chunk = size, 65536
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            k = block.rfind(b"\n")
+            if k >= 0:
+                keep = start + k + 1
+                break
+            pos = start
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - keep
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record as a durable line (open, write, flush, fsync, close).
+
+    Call ``drop_torn_tail`` once before the first append to a file that may end in a torn line.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class JsonlAppender:
+    """Append records to a JSONL file, one durable line each (flush + fsync)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        drop_torn_tail(self.path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
+    """Write all records to ``path`` at once: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def trials_from_samples(result: SampleResult, start_index: int = 0) -> list[dict[str, Any]]:
+    """Trial records (see module docstring) for the models of a ``sampling.sample`` result."""
+    s = result.settings
+    return [{
+        "id": f"{result.space.name}-{start_index + i:04d}",
+        "space": result.space.name,
+        "index": start_index + i,
+        "cfg": sample.cfg.to_dict(),
+        "params": sample.params,
+        "complexity": sample.complexity,
+        "resolution": s["resolution"],
+        "in_chans": s["in_chans"],
+        "num_classes": s["num_classes"],
+    } for i, sample in enumerate(result.samples)]
+
+
+def read_trials(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Trials of a trial file, checked for the required fields and unique ids."""
+    trials = read_jsonl(path)
+    seen: set[str] = set()
+    for i, t in enumerate(trials):
+        missing = [k for k in ("id", "space", "cfg", "resolution", "num_classes") if k not in t]
+        if missing:
+            raise SweepFileError(f"{path}: trial {i + 1} lacks {missing}; is this a trial file from "
+                                 "`regnet-zoo sweep sample`?")
+        if t["id"] in seen:
+            raise SweepFileError(f"{path}: trial id {t['id']!r} appears twice")
+        seen.add(t["id"])
+    return trials
+
+
+def finished_ids(results: list[dict[str, Any]], trials: list[dict[str, Any]] | None = None) -> set[str]:
+    """Ids of trials with an ``ok`` result; checks each matches its trial's config."""
+    by_id = {t["id"]: t for t in trials or []}
+    done = set()
+    for r in results:
+        if r.get("status") != "ok":
+            continue
+        t = by_id.get(r.get("id"))
+        if t is not None and t["cfg"] != r.get("cfg"):
+            raise SweepFileError(
+                f"result for trial {r['id']!r} has another model config than the trial file: the results "
+                "folder belongs to another sweep; use a new --out folder")
+        done.add(r["id"])
+    return done
+
+
+def load_results(path: str | os.PathLike, ok_only: bool = True) -> list[dict[str, Any]]:
+    """Results of a run folder (its results.jsonl) or a results file; only ``ok`` ones by default.
+
+    A trial finished more than once (e.g. two runs into one folder) counts once (the first).
+    """
+    path = Path(path)
+    file = path / RESULTS_NAME if path.is_dir() else path
+    records = read_jsonl(file)
+    out, seen = [], set()
+    for r in records:
+        if ok_only and r.get("status") != "ok":
+            continue
+        if r.get("status") == "ok":
+            if r.get("id") in seen:
+                continue
+            seen.add(r.get("id"))
+        out.append(r)
+    return out

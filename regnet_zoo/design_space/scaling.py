@@ -1,0 +1,105 @@
+"""Complexity scaling across model families: activations and parameters vs flops (paper Sec. 5).
+
+The paper observes that across the best RegNets activations grow like flops^0.5 (and params about
+linearly), while for EfficientNet B0-B7 activations grow about linearly with flops, which makes
+EfficientNet slow on GPUs. ``power_law`` fits y = c * x^k by least squares in log-log space.
+
+Counting conventions (the paper code's): flops = multiply-adds of conv and linear layers,
+params = all learnable parameters, acts = output elements of every conv and linear layer.
+RegNets are counted analytically (``counting.model_complexity``, exact pycls numbers, 224 px).
+EfficientNets are built from timm (``efficientnet_b0``..``b7``, random init) on the *meta* device
+— no memory, no compute — and traced at their native resolutions (timm's ``tf_efficientnet_bN``
+input sizes: 224, 240, 260, 300, 380, 456, 528, 600) with ``torch.utils.flop_counter.FlopCounterMode``
+(its FLOPs are 2 x multiply-adds, halved here; conv/linear biases are not counted, which changes
+flops by < 0.1%) and forward hooks on ``Conv2d``/``Linear`` for acts. This gives the paper's
+Table 4 numbers (e.g. B0: 0.39 GF, 5.3 M params, 6.7 M acts; B5: 98.9 M acts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from regnet_zoo.counting import model_complexity
+from regnet_zoo.registry import MODELS
+
+
+def power_law(x, y) -> tuple[float, float]:
+    """Least-squares fit of y = c * x^k in log-log space; returns (k, c)."""
+    lx, ly = np.log(np.asarray(x, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64))
+    if lx.size < 2 or lx.shape != ly.shape or np.ptp(lx) == 0:
+        raise ValueError("power_law needs at least two points with distinct x and one y per x")
+    k, logc = np.polyfit(lx, ly, 1)
+    return float(k), float(np.exp(logc))
+
+
+def regnet_family(family: str, resolution: int = 224) -> list[dict[str, Any]]:
+    """Complexity of the paper's 12 RegNetX (``family="x"``) or RegNetY (``"y"``) models."""
+    if family not in ("x", "y"):
+        raise ValueError(f"family must be 'x' or 'y', got {family!r}")
+    return [{"name": e.display, "resolution": resolution, **model_complexity(e.cfg, resolution)}
+            for name, e in MODELS.items() if e.paper and name.startswith(f"regnet{family}_")]
+
+
+def native_resolution(variant: int) -> int:
+    """EfficientNet-B``variant``'s native input size (timm's ``tf_efficientnet_bN`` config)."""
+    import timm
+
+    return int(timm.models.get_pretrained_cfg(f"tf_efficientnet_b{variant}").input_size[-1])
+
+
+def traced_complexity(model, resolution: int, in_chans: int = 3) -> dict[str, int]:
+    """flops (multiply-adds), params and acts of a torch model on one image, traced.
+
+    Works on the meta device (no compute); see the module docstring for the convention.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    acts = [0]
+
+    def hook(_module, _inp, out):
+        acts[0] += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    device = next(model.parameters()).device
+    x = torch.empty(1, in_chans, resolution, resolution, device=device)
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"flops": int(counter.get_total_flops()) // 2, "params": sum(p.numel() for p in model.parameters()),
+            "acts": int(acts[0])}
+
+
+def efficientnet_family(variants=range(8)) -> list[dict[str, Any]]:
+    """Traced complexity of timm's EfficientNet-B0..B7 at native resolution (meta device)."""
+    import timm
+    import torch
+
+    rows = []
+    for b in variants:
+        with torch.device("meta"):
+            model = timm.create_model(f"efficientnet_b{b}", pretrained=False)
+        r = native_resolution(b)
+        rows.append({"name": f"EfficientNet-B{b}", "resolution": r, **traced_complexity(model, r)})
+    return rows
+
+
+def scaling_table(include_efficientnet: bool = True) -> dict[str, Any]:
+    """Per family: the models' complexity and the fitted exponents of acts and params vs flops."""
+    families = {"RegNetX": regnet_family("x"), "RegNetY": regnet_family("y")}
+    if include_efficientnet:
+        families["EfficientNet"] = efficientnet_family()
+    out = {}
+    for fam, rows in families.items():
+        flops = [r["flops"] for r in rows]
+        ka, ca = power_law(flops, [r["acts"] for r in rows])
+        kp, cp = power_law(flops, [r["params"] for r in rows])
+        out[fam] = {"models": rows, "acts_exponent": ka, "acts_coef": ca, "params_exponent": kp, "params_coef": cp}
+    return out

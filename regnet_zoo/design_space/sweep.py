@@ -1,0 +1,279 @@
+"""Sweep runner: train every trial briefly with the Lightning recipe and record its error.
+
+``run_trial`` is the one trial function: it builds ``regnet_zoo.lightning.RegNetClassifier`` for
+the trial's config and a data module (the embedded digits, or an image folder), fits it with a
+plain ``lightning.Trainer`` for ``epochs`` epochs and returns the trial record plus ``error``
+(top-1 validation error, %), ``error_top5``, losses and times. ``run_sweep`` runs the pending
+trials in worker processes on this machine (``workers`` at a time, ``threads`` torch threads
+each) and appends each result to ``<out>/results.jsonl`` as it finishes; a restart skips the
+trials already finished there. ``ray_runner.run_sweep_ray`` runs the same function on Ray Tune.
+torch and Lightning are imported inside the trial function only.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import platform
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from regnet_zoo.design_space.records import (
+    RESULTS_NAME,
+    JsonlAppender,
+    SweepFileError,
+    finished_ids,
+    read_jsonl,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How each trial is trained (the same for every trial of a sweep).
+
+    Attributes:
+        data: ``"digits"`` (scikit-learn's embedded digits) or an ImageFolder root (train/, val/).
+        epochs: training epochs per model (the schedule length too).
+        batch_size: images per step.
+        base_lr: learning rate per ``reference_batch_size`` (128) images, scaled with the batch.
+        warmup_epochs: linear warmup (the recipe's 5 epochs are too long for short sweeps).
+        zero_init_last: zero-init the last BN of every residual branch, so each block starts as the
+            identity; keeps deep sampled nets (up to 64 blocks) trainable in a few epochs.
+        weight_decay: SGD weight decay.
+        image_size: input side in pixels; None uses each trial's sampling resolution.
+        seed: seed of weights init and data order (the same for every trial).
+        threads: torch intra-op threads per trial.
+        augment: the digits' random affine jitter.
+        accelerator: Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
+        num_workers: data loader worker processes per trial (0: load in the trial's process).
+        limit_train_batches, limit_val_batches: Lightning's limits (smoke tests); None = all.
+    """
+
+    data: str = "digits"
+    epochs: int = 5
+    batch_size: int = 64
+    base_lr: float = 0.2
+    warmup_epochs: float = 1.0
+    zero_init_last: bool = True
+    weight_decay: float = 5e-5
+    image_size: int | None = None
+    seed: int = 0
+    threads: int = 1
+    augment: bool = False
+    accelerator: str = "cpu"
+    num_workers: int = 0
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.base_lr > 0:
+            raise ValueError(f"base_lr must be > 0, got {self.base_lr!r}")
+        if self.data != "digits" and not Path(self.data).is_dir():
+            raise ValueError(f"data must be 'digits' or an image-folder root with train/ and val/, got {self.data!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainSettings:
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown train settings {unknown}; allowed: {sorted(allowed)}")
+        return cls(**d)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+    warnings.filterwarnings("ignore", message=".*LitLogger.*")
+
+
+def _data_module(settings: TrainSettings, image_size: int, in_chans: int):
+    if settings.data == "digits":
+        from regnet_zoo.lightning import DigitsDataModule
+
+        return DigitsDataModule(image_size=image_size, batch_size=settings.batch_size, seed=settings.seed,
+                                in_chans=in_chans, augment=settings.augment, num_workers=settings.num_workers)
+    from regnet_zoo.lightning import ImageFolderDataModule
+
+    return ImageFolderDataModule(root=settings.data, image_size=image_size, batch_size=settings.batch_size,
+                                 num_workers=settings.num_workers, pin_memory=False, seed=settings.seed)
+
+
+def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -> dict[str, Any]:
+    """Train one trial's model; returns the trial's fields plus the result fields (status "ok").
+
+    Result fields: ``error`` and ``error_top5`` (validation top-1/top-5 error, %), ``val_loss``,
+    ``train_loss``, ``train_time_s`` (fit wall time), ``time_s`` (whole trial), ``epochs``,
+    ``settings``, ``host``, ``finished_at`` (Unix time).
+    """
+    import lightning as L
+    import torch
+
+    from regnet_zoo.lightning import RegNetClassifier
+
+    settings = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
+    _quiet_lightning()
+    torch.set_num_threads(settings.threads)
+    t0 = time.perf_counter()
+    L.seed_everything(settings.seed, verbose=False)
+    image_size = settings.image_size or int(trial["resolution"])
+    in_chans = int(trial.get("in_chans", 3))
+    model = RegNetClassifier(model=trial["cfg"], num_classes=int(trial["num_classes"]), in_chans=in_chans,
+                             base_lr=settings.base_lr, warmup_epochs=settings.warmup_epochs,
+                             weight_decay=settings.weight_decay, zero_init_last=settings.zero_init_last)
+    data = _data_module(settings, image_size, in_chans)
+    trainer = L.Trainer(
+        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, check_val_every_n_epoch=settings.epochs,
+        limit_train_batches=settings.limit_train_batches, limit_val_batches=settings.limit_val_batches)
+    t1 = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    train_time = time.perf_counter() - t1
+    m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if "val/acc1" not in m:
+        raise RuntimeError(f"trial {trial.get('id')}: no validation accuracy after training (metrics: {sorted(m)})")
+    return {
+        **trial,
+        "status": "ok",
+        "error": 100.0 * (1.0 - m["val/acc1"]),
+        "error_top5": 100.0 * (1.0 - m.get("val/acc5", float("nan"))),
+        "val_loss": m.get("val/loss"),
+        "train_loss": m.get("train/loss_epoch"),
+        "epochs": int(trainer.current_epoch),
+        "train_time_s": train_time,
+        "time_s": time.perf_counter() - t0,
+        "settings": settings.as_dict(),
+        "host": platform.node(),
+        "finished_at": time.time(),
+    }
+
+
+def failed_record(trial: dict[str, Any], settings: TrainSettings, exc: BaseException | str) -> dict[str, Any]:
+    """The results line of a trial that raised (it is retried on the next run)."""
+    text = exc if isinstance(exc, str) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return {**trial, "status": "failed", "message": text[-2000:], "settings": settings.as_dict(),
+            "host": platform.node(), "finished_at": time.time()}
+
+
+def _worker_init(threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet_lightning()
+
+
+@dataclass
+class SweepSummary:
+    """What one ``run_sweep`` call did."""
+
+    total: int  # trials in the list
+    skipped: int  # already finished before this run
+    finished: int  # finished in this run
+    failed: int  # raised in this run (recorded as "failed", retried next run)
+    results_path: Path
+    wall_s: float
+
+
+# settings that only change how fast a trial runs, not its result
+_RUNTIME_ONLY = ("threads", "num_workers", "accelerator")
+
+
+def _recipe(settings: dict[str, Any] | TrainSettings) -> dict[str, Any]:
+    d = (settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)).as_dict()
+    return {k: v for k, v in d.items() if k not in _RUNTIME_ONLY}
+
+
+def pending_trials(trials: list[dict[str, Any]], results_path: Path,
+                   settings: TrainSettings | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Trials without an ``ok`` result in ``results_path``, and how many were skipped.
+
+    With ``settings``, raises ``SweepFileError`` when finished results were trained otherwise (other
+    epochs, LR, data...): their errors would not be comparable.
+    """
+    results = read_jsonl(results_path) if results_path.exists() else []
+    done = finished_ids(results, trials)
+    if settings is not None:
+        want = _recipe(settings)
+        for r in results:
+            if r.get("status") == "ok" and "settings" in r and _recipe(r["settings"]) != want:
+                diff = {k: (v, want[k]) for k, v in _recipe(r["settings"]).items() if want[k] != v}
+                raise SweepFileError(
+                    f"{results_path}: trial {r.get('id')!r} was trained with other settings {diff} "
+                    "(results: was, now); use another --out folder or the same settings")
+    todo = [t for t in trials if t["id"] not in done]
+    return todo, len(trials) - len(todo)
+
+
+def run_sweep(
+    trials: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    settings: TrainSettings | None = None,
+    *,
+    workers: int = 1,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepSummary:
+    """Train the pending trials, ``workers`` processes at a time (0: in this process).
+
+    Each finished trial is appended to ``<out_dir>/results.jsonl`` at once (durable line);
+    ``on_result`` is called with each record (progress reporting).
+    """
+    settings = settings or TrainSettings()
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    out = Path(out_dir)
+    results_path = out / RESULTS_NAME
+    todo, skipped = pending_trials(trials, results_path, settings)
+    t0 = time.perf_counter()
+    finished = failed = 0
+    with JsonlAppender(results_path) as sink:
+        def record(rec: dict[str, Any]) -> None:
+            nonlocal finished, failed
+            sink.write(rec)
+            finished += rec["status"] == "ok"
+            failed += rec["status"] != "ok"
+            if on_result is not None:
+                on_result(rec)
+
+        if workers == 0:
+            for t in todo:
+                try:
+                    rec = run_trial(t, settings)
+                except Exception as e:  # noqa: BLE001 (a failing model must not stop the sweep)
+                    rec = failed_record(t, settings, e)
+                record(rec)
+        elif todo:
+            ctx = multiprocessing.get_context("spawn")
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                          initargs=(settings.threads,))
+            try:
+                futures = {pool.submit(run_trial, t, settings.as_dict()): t for t in todo}
+                for fut in cf.as_completed(futures):
+                    try:
+                        rec = fut.result()
+                    except Exception as e:  # noqa: BLE001
+                        rec = failed_record(futures[fut], settings, e)
+                    record(rec)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+    return SweepSummary(len(trials), skipped, finished, failed, results_path, time.perf_counter() - t0)
