@@ -150,8 +150,9 @@ class AnyNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, H, W) -> (N, num_features, H / 32, W / 32) (for output_stride 32)."""
         x = self.stem(x)
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
+        for name, module in self.named_children():  # not getattr(self, name): keeps torch.jit.script working
+            if name in self.stage_names:
+                x = module(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

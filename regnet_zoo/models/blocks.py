@@ -30,7 +30,7 @@ class Stem(ConvNormAct):
                 "RegNet expects input images of shape (N, " + str(self.in_chans) + ", H, W), got "
                 + str(list(x.shape)) + "; for C-channel images create the model with in_chans=C"
             )
-        return super().forward(x)
+        return self.bn(self.conv(x))  # ConvNormAct.forward without anti-aliasing; super() is not scriptable
 
     def complexity(self, h: int) -> Complexity:
         return stem_complexity(self.in_chans, self.width, h)

@@ -1,0 +1,204 @@
+"""RegNet-FPN detection backbones and torchvision detectors (Faster/Mask R-CNN, RetinaNet).
+
+``regnet_fpn_backbone("regnetx_3.2gf", pretrained=True)`` is torchvision's own
+``BackboneWithFPN`` around a zoo model: ``body`` returns the stage outputs picked by
+``returned_stages`` (named "0", "1", ...), ``fpn`` maps them to ``out_channels`` channels and adds
+extra levels ("pool" for ``LastLevelMaxPool``, "p6"/"p7" for ``LastLevelP6P7``). Freezing follows
+torchvision's ResNet-FPN recipe: with ImageNet weights, BN is frozen (timm's
+``freeze_batch_norm_2d``, which keeps the ReLU that our ``BatchNormAct2d`` layers carry) and only the
+last 3 stages train; from scratch everything trains.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from timm.layers import freeze_batch_norm_2d
+from torch import nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
+
+from regnet_zoo.config import ModelCfg
+from regnet_zoo.factory import create
+from regnet_zoo.models import AnyNet
+
+
+def freeze_stages(model: AnyNet, trainable_stages: int) -> None:
+    """Stop gradients of the stem and all but the last ``trainable_stages`` stages (0..5, as torchvision)."""
+    n_stages = len(model.stage_names)
+    if not 0 <= trainable_stages <= n_stages + 1:
+        raise ValueError(f"trainable_stages must be in [0, {n_stages + 1}] (stages s1..s{n_stages} + stem), "
+                         f"got {trainable_stages}")
+    order = [*reversed(model.stage_names), "stem"]
+    train = set(order[:trainable_stages])
+    for name in order[trainable_stages:]:
+        getattr(model, name).requires_grad_(False)
+    for name in train:
+        getattr(model, name).requires_grad_(True)
+
+
+def regnet_fpn_backbone(
+    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    pretrained: bool | str | os.PathLike = False,
+    *,
+    returned_stages: Sequence[int] = (1, 2, 3, 4),
+    trainable_stages: int | None = None,
+    frozen_bn: bool | None = None,
+    out_channels: int = 256,
+    extra_blocks: ExtraFPNBlock | None = None,
+    fpn_norm_layer: type[nn.Module] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    **create_kwargs: Any,
+) -> BackboneWithFPN:
+    """A torchvision ``BackboneWithFPN`` on a zoo model.
+
+    Args:
+        model: zoo name (``"regnety_1.6gf"``, ``"hf-hub:org/repo"``), ``RegNetCfg``/``AnyNetCfg`` or config dict.
+        pretrained: ImageNet weights, passed to ``regnet_zoo.create`` (True, a tag, or a file path).
+        returned_stages: stages (1 = s1 at stride 4 ... 4 = s4 at stride 32) fed to the FPN, increasing.
+        trainable_stages: stages that train, counted from the last, 5 = all incl. the stem
+            (torchvision's ``trainable_layers``); default 3 with pretrained weights, else all.
+        frozen_bn: replace BatchNorm by frozen BN (fixed statistics and affine); default: with pretrained.
+        out_channels: FPN channels (``backbone.out_channels``).
+        extra_blocks: extra FPN levels; default ``LastLevelMaxPool`` (adds "pool").
+        fpn_norm_layer: norm layer inside the FPN (torchvision's ``norm_layer``), default none.
+        cache_dir: Hugging Face cache folder for downloaded weights.
+        **create_kwargs: further ``regnet_zoo.create`` options (``in_chans``, ``output_stride``, ...).
+
+    Returns:
+        ``BackboneWithFPN``: (N, C, H, W) -> OrderedDict of (N, out_channels, H / 2^(s+1), W / 2^(s+1)).
+    """
+    for key in ("features_only", "num_classes", "out_indices"):
+        if key in create_kwargs:
+            raise TypeError(f"regnet_fpn_backbone() does not take {key!r}: the backbone's outputs are chosen "
+                            f"by returned_stages")
+    net = create(model, pretrained=pretrained, num_classes=0, cache_dir=cache_dir, **create_kwargs)
+    if not isinstance(net, AnyNet):
+        raise TypeError(f"expected a zoo AnyNet from {model!r}, got {type(net).__name__}")
+    n_stages = len(net.stage_names)
+    returned = list(returned_stages)
+    if not returned or any(not 1 <= s <= n_stages for s in returned) or returned != sorted(set(returned)):
+        raise ValueError(f"returned_stages must be increasing stage numbers in 1..{n_stages}, got {returned_stages}")
+    if trainable_stages is None:
+        trainable_stages = 3 if pretrained else n_stages + 1
+    if frozen_bn is None:
+        frozen_bn = bool(pretrained)
+    freeze_stages(net, trainable_stages)
+    if frozen_bn:
+        net = freeze_batch_norm_2d(net)
+    return_layers = {f"s{s}": str(i) for i, s in enumerate(returned)}
+    in_channels = [net.feature_info[s]["num_chs"] for s in returned]
+    backbone = BackboneWithFPN(net, return_layers, in_channels, out_channels,
+                               extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
+                               norm_layer=fpn_norm_layer)
+    backbone.feature_info = [net.feature_info[s] for s in returned]
+    return backbone
+
+
+@torch.no_grad()
+def feature_map_names(backbone: nn.Module, in_chans: int = 3) -> list[str]:
+    """Names of the maps a detection backbone returns (probed on a 64 x 64 input, BN stats untouched)."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        param = next(backbone.parameters())
+        names = list(backbone(torch.zeros(1, in_chans, 64, 64, dtype=param.dtype, device=param.device)))
+    finally:
+        backbone.train(was_training)
+    return names
+
+
+def default_anchor_generator(num_levels: int, scales_per_octave: int = 1) -> AnchorGenerator:
+    """torchvision's anchors for ``num_levels`` maps: sizes 32 * 2^level (x 2^(k/scales)), ratios 0.5, 1, 2."""
+    sizes = tuple(tuple(int(32 * 2**level * 2 ** (k / scales_per_octave)) for k in range(scales_per_octave))
+                  for level in range(num_levels))
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * num_levels)
+
+
+def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, **kwargs) -> BackboneWithFPN:
+    return regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
+                               extra_blocks=extra_blocks, **kwargs)
+
+
+def _rcnn_parts(backbone: BackboneWithFPN, kwargs: dict[str, Any], mask: bool) -> dict[str, Any]:
+    names = feature_map_names(backbone, backbone.body.stem.in_chans)
+    stage_maps = [n for n in names if n.isdigit()]
+    parts = dict(rpn_anchor_generator=default_anchor_generator(len(names)),
+                 box_roi_pool=MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2))
+    if mask:
+        parts["mask_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=14, sampling_ratio=2)
+    return {**parts, **kwargs}
+
+
+def fasterrcnn_regnet_fpn(
+    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    num_classes: int = 91,
+    pretrained_backbone: bool | str | os.PathLike = False,
+    *,
+    returned_stages: Sequence[int] = (1, 2, 3, 4),
+    trainable_stages: int | None = None,
+    frozen_bn: bool | None = None,
+    out_channels: int = 256,
+    backbone_kwargs: dict[str, Any] | None = None,
+    **detector_kwargs: Any,
+) -> FasterRCNN:
+    """torchvision ``FasterRCNN`` (``num_classes`` incl. background) on a RegNet-FPN backbone.
+
+    Anchors and RoI pooling are sized to the backbone's maps; ``detector_kwargs`` go to ``FasterRCNN``
+    (``min_size``, ``max_size``, ``box_score_thresh``, ...).
+    """
+    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
+                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
+                             **(backbone_kwargs or {}))
+    return FasterRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=False))
+
+
+def maskrcnn_regnet_fpn(
+    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    num_classes: int = 91,
+    pretrained_backbone: bool | str | os.PathLike = False,
+    *,
+    returned_stages: Sequence[int] = (1, 2, 3, 4),
+    trainable_stages: int | None = None,
+    frozen_bn: bool | None = None,
+    out_channels: int = 256,
+    backbone_kwargs: dict[str, Any] | None = None,
+    **detector_kwargs: Any,
+) -> MaskRCNN:
+    """torchvision ``MaskRCNN`` on a RegNet-FPN backbone (arguments as ``fasterrcnn_regnet_fpn``)."""
+    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
+                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
+                             **(backbone_kwargs or {}))
+    return MaskRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=True))
+
+
+def retinanet_regnet_fpn(
+    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    num_classes: int = 91,
+    pretrained_backbone: bool | str | os.PathLike = False,
+    *,
+    returned_stages: Sequence[int] = (2, 3, 4),
+    trainable_stages: int | None = None,
+    frozen_bn: bool | None = None,
+    out_channels: int = 256,
+    backbone_kwargs: dict[str, Any] | None = None,
+    **detector_kwargs: Any,
+) -> RetinaNet:
+    """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5), 3 scales per octave."""
+    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelP6P7(out_channels, out_channels),
+                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
+                             **(backbone_kwargs or {}))
+    if "anchor_generator" not in detector_kwargs:
+        n_maps = len(feature_map_names(backbone, backbone.body.stem.in_chans))
+        detector_kwargs["anchor_generator"] = default_anchor_generator(n_maps, scales_per_octave=3)
+    return RetinaNet(backbone, num_classes=num_classes, **detector_kwargs)
+
+
+__all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "freeze_stages",
+           "maskrcnn_regnet_fpn", "regnet_fpn_backbone", "retinanet_regnet_fpn"]

@@ -1,0 +1,95 @@
+"""Fold BatchNorm into the preceding convolution for inference.
+
+In eval mode BN is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
+so ``bn(conv(x)) == conv'(x)`` with ``W' = W * gamma / sqrt(var + eps)`` and
+``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (``torch.nn.utils.fusion.fuse_conv_bn_eval``).
+timm's ``BatchNormAct2d`` (BN + ReLU in one module) is replaced by its activation.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from timm.layers import BatchNormAct2d
+from timm.layers.norm_act import FrozenBatchNormAct2d
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.ops import FrozenBatchNorm2d
+
+BATCHNORM_TYPES = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d, FrozenBatchNormAct2d)
+
+
+class BNFusionError(RuntimeError):
+    """BatchNorm layers remained after fusion (a BN not directly after a conv)."""
+
+
+def batchnorm_layers(model: nn.Module) -> list[str]:
+    """Qualified names of all BatchNorm layers (trainable or frozen) in ``model``."""
+    return [name for name, m in model.named_modules() if isinstance(m, BATCHNORM_TYPES)]
+
+
+def _as_batchnorm(bn: nn.Module) -> nn.BatchNorm2d:
+    """A plain eval-mode ``BatchNorm2d`` with ``bn``'s statistics (frozen BN keeps them as buffers)."""
+    if isinstance(bn, nn.BatchNorm2d) and bn.affine and bn.track_running_stats:
+        return bn
+    plain = nn.BatchNorm2d(bn.running_mean.numel(), eps=bn.eps).to(bn.running_mean)
+    plain.running_mean.copy_(bn.running_mean)
+    plain.running_var.copy_(bn.running_var)
+    if getattr(bn, "weight", None) is not None:
+        plain.weight.data.copy_(bn.weight)
+        plain.bias.data.copy_(bn.bias)
+    return plain.eval()
+
+
+def _after_bn(bn: nn.Module) -> nn.Module:
+    """What must still run after a folded BN: the activation (and dropout) of a BN+act layer."""
+    if isinstance(bn, (BatchNormAct2d, FrozenBatchNormAct2d)):
+        parts = [m for m in (bn.drop, bn.act) if not isinstance(m, nn.Identity)]
+        if len(parts) <= 1:
+            return parts[0] if parts else nn.Identity()
+        return nn.Sequential(*parts)
+    return nn.Identity()
+
+
+def _fold(conv: nn.Conv2d, bn: nn.Module) -> tuple[nn.Conv2d, nn.Module]:
+    if conv.out_channels != bn.running_mean.numel():
+        raise BNFusionError(f"conv with {conv.out_channels} output channels is followed by BN of "
+                            f"{bn.running_mean.numel()} channels")
+    return fuse_conv_bn_eval(conv.eval(), _as_batchnorm(bn).eval()), _after_bn(bn)
+
+
+def _fuse_children(module: nn.Module) -> None:
+    # timm-style modules: conv + bn attributes run in that order (ConvNormAct, ConvBnAct, ...)
+    conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+    if isinstance(conv, nn.Conv2d) and isinstance(bn, BATCHNORM_TYPES):
+        module.conv, module.bn = _fold(conv, bn)
+    # nn.Sequential: conv directly followed by bn (torchvision's Conv2dNormActivation, ...)
+    if isinstance(module, nn.Sequential):
+        names = list(module._modules)
+        for a, b in zip(names, names[1:]):
+            if isinstance(module._modules[a], nn.Conv2d) and isinstance(module._modules[b], BATCHNORM_TYPES):
+                module._modules[a], module._modules[b] = _fold(module._modules[a], module._modules[b])
+    for child in module.children():
+        _fuse_children(child)
+
+
+def fuse_bn(model: nn.Module, inplace: bool = False, strict: bool = True) -> nn.Module:
+    """Fold every BatchNorm into the conv before it; returns the model in eval mode.
+
+    Covers modules holding ``conv`` + ``bn`` (timm's ``ConvNormAct``, all of our model) and
+    ``nn.Sequential`` conv -> BN pairs. The folded model computes the same function as ``model.eval()``
+    (equal up to float rounding) with a bias in each conv and no BN.
+
+    Args:
+        model: any module; left unchanged unless ``inplace``.
+        inplace: fold into ``model`` itself instead of a deep copy.
+        strict: raise ``BNFusionError`` naming the BN layers that could not be folded.
+    """
+    fused = model if inplace else copy.deepcopy(model)
+    fused.eval()
+    _fuse_children(fused)
+    left = batchnorm_layers(fused)
+    if strict and left:
+        raise BNFusionError(f"{len(left)} BatchNorm layer(s) not directly after a conv could not be folded: "
+                            f"{', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
+    return fused
