@@ -1,0 +1,221 @@
+"""Callbacks: precise BN statistics, the end-of-run report, and a CSV prediction writer."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor], num_batches: int,
+                     all_reduce_mean: Any = None) -> int:
+    """Set every BN's running mean/var to the average of its batch statistics over ``num_batches`` batches.
+
+    pycls' ``compute_precise_bn_stats``: with momentum 1 each forward leaves the batch mean and
+    (unbiased) batch variance in the running buffers; their averages replace the running statistics.
+    Models run in training mode (restored afterwards). ``all_reduce_mean`` (tensor -> tensor) averages
+    the result across processes. Returns the number of batches used.
+    """
+    bns = [m for model in models for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    modes = [(m, m.training) for model in models for m in model.modules()]
+    momenta = [bn.momentum for bn in bns]
+    means = [torch.zeros_like(bn.running_mean) for bn in bns]
+    variances = [torch.zeros_like(bn.running_var) for bn in bns]
+    used = 0
+    try:
+        for model in models:
+            model.train()
+        for bn in bns:
+            bn.momentum = 1.0
+        for x in itertools.islice(batches, num_batches):
+            for model in models:
+                model(x)
+            for i, bn in enumerate(bns):
+                means[i] += bn.running_mean
+                variances[i] += bn.running_var
+            used += 1
+    finally:
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        for m, training in modes:
+            m.training = training
+    if used == 0:
+        return 0
+    flat = torch.cat([t.flatten() for t in means + variances]).float() / used
+    if all_reduce_mean is not None:
+        flat = all_reduce_mean(flat)
+    offset = 0
+    for buf in [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]:
+        buf.copy_(flat[offset:offset + buf.numel()].view_as(buf))
+        offset += buf.numel()
+    return used
+
+
+class PreciseBN(Callback):
+    """Recompute BN statistics on training batches before each validation during ``fit`` (pycls BN.USE_PRECISE_STATS).
+
+    Args:
+        num_samples: training images over all processes (pycls BN.NUM_SAMPLES_PRECISE, 8192); per process
+            ``num_samples / (per-device batch x world size)`` batches are used.
+        num_batches: batches per process instead (overrides ``num_samples``), e.g. 200.
+
+    The model's and (if enabled) the EMA's BN statistics are recomputed; the raw training images are
+    used (no MixUp/CutMix). Statistics are averaged across processes.
+    """
+
+    def __init__(self, num_samples: int = 8192, num_batches: int | None = None):
+        if num_samples < 1 or (num_batches is not None and num_batches < 1):
+            raise ValueError(f"num_samples and num_batches must be >= 1, got {num_samples}, {num_batches}")
+        self.num_samples, self.num_batches = num_samples, num_batches
+        self._done_at_step = -1
+        self.last_num_batches = 0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if self._done_at_step == trainer.global_step:
+            return
+        self._done_at_step = trainer.global_step
+        loader = trainer.train_dataloader
+        if not isinstance(loader, DataLoader):
+            raise TypeError(f"PreciseBN needs a single torch DataLoader for training, got {type(loader).__name__}")
+        n = self.num_batches or max(1, self.num_samples // (loader.batch_size * trainer.world_size))
+        n = int(min(n, len(loader), trainer.num_training_batches))  # never more than an epoch of training uses
+        # a separate, non-persistent loader over the same data and sampler leaves the training iterator alone
+        fresh = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler,
+                           num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                           drop_last=loader.drop_last)
+        models = [pl_module.model] + ([pl_module.ema.module] if getattr(pl_module, "ema", None) is not None else [])
+
+        def inputs() -> Iterable[torch.Tensor]:
+            for batch in fresh:
+                x = batch[0].to(pl_module.device, non_blocking=True)
+                yield pl_module.prepare_input(x) if hasattr(pl_module, "prepare_input") else x
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            return trainer.strategy.reduce(t, reduce_op="mean")
+
+        with trainer.precision_plugin.forward_context():
+            self.last_num_batches = precise_bn_stats(models, inputs(), n, reduce)
+
+
+def _existing(path: str | None) -> str | None:
+    return path if path and os.path.isfile(path) else None
+
+
+class RunReport(Callback):
+    """Prints a short report when ``fit`` ends: validation accuracy, time, checkpoint paths.
+
+    ``summary`` holds the same facts as a dict (``val_acc1``, ``best_val_acc1``, ``seconds``, ``epochs``,
+    ``best_checkpoint``, ``last_checkpoint``). With ``print_on_fit_end=False`` the caller prints it
+    with ``print_report()`` (the CLI does, after the progress bar has finished).
+    """
+
+    def __init__(self, print_on_fit_end: bool = True) -> None:
+        self.print_on_fit_end = print_on_fit_end
+        self._t0 = 0.0
+        self.summary: dict[str, Any] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        ckpt = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+
+        def value(key: str) -> float | None:
+            v = metrics.get(key)
+            return None if v is None else float(v)
+
+        best_score = ckpt.best_model_score if ckpt is not None else None
+        self.summary = {
+            "model": getattr(pl_module.hparams, "name", None) or getattr(pl_module.hparams, "model", None),
+            "val_acc1": value("val/acc1"), "val_acc5": value("val/acc5"),
+            "best_val_acc1": None if best_score is None else float(best_score),
+            "seconds": time.perf_counter() - self._t0, "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "best_checkpoint": _existing(ckpt.best_model_path) if ckpt is not None else None,
+            "last_checkpoint": _existing(ckpt.last_model_path) if ckpt is not None else None,
+        }
+        if self.print_on_fit_end:
+            self.print_report()
+
+    @rank_zero_only
+    def print_report(self) -> None:
+        s = self.summary
+        if not s:
+            return
+        model = s["model"] if isinstance(s["model"], str) else "custom config"
+
+        def pct(v: float | None) -> str:
+            return "n/a" if v is None else f"{100 * v:.2f}%"
+
+        minutes, seconds = divmod(s["seconds"], 60)
+        lines = [f"Trained {model} for {s['epochs']} epochs ({s['global_step']} steps) in "
+                 f"{int(minutes)}m {seconds:.1f}s",
+                 f"  validation top-1: {pct(s['val_acc1'])} (top-5 {pct(s['val_acc5'])}); "
+                 f"best top-1: {pct(s['best_val_acc1'])}"]
+        if s["best_checkpoint"]:
+            lines.append(f"  best checkpoint: {s['best_checkpoint']}")
+        if s["last_checkpoint"]:
+            lines.append(f"  last checkpoint: {s['last_checkpoint']}  (resume: --ckpt_path last)")
+        print("\n".join(lines), flush=True)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predict`` results as CSV: dataset index, image path (if known), top-k classes and probabilities.
+
+    One file per process: ``output_dir/predictions.csv`` (``predictions-rank<r>.csv`` with several).
+    """
+
+    def __init__(self, output_dir: str = "predictions", top_k: int = 5):
+        super().__init__(write_interval="batch")
+        self.output_dir, self.top_k = output_dir, top_k
+        self._files: dict[int, Any] = {}
+
+    def _writer(self, trainer: L.Trainer) -> Any:
+        rank = trainer.global_rank
+        if rank not in self._files:
+            os.makedirs(self.output_dir, exist_ok=True)
+            name = "predictions.csv" if trainer.world_size == 1 else f"predictions-rank{rank}.csv"
+            f = open(os.path.join(self.output_dir, name), "w", newline="")
+            w = csv.writer(f)
+            w.writerow(["index", "path"] + [c for i in range(1, self.top_k + 1) for c in (f"class{i}", f"prob{i}")])
+            self._files[rank] = (f, w)
+        return self._files[rank][1]
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:
+        writer = self._writer(trainer)
+        loader = trainer.predict_dataloaders
+        dataset = loader.dataset if isinstance(loader, DataLoader) else None
+        samples = getattr(dataset, "samples", None)
+        classes = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
+        k = min(self.top_k, prediction.shape[-1])
+        probs, idx = prediction.float().topk(k, dim=-1)
+        indices = list(batch_indices) if batch_indices is not None else [None] * len(prediction)
+        for row, (p, i) in enumerate(zip(probs.tolist(), idx.tolist())):
+            index = indices[row]
+            path = samples[index][0] if samples is not None and index is not None else ""
+            names = [classes[j] if classes is not None else j for j in i]
+            writer.writerow([index, path] + [v for pair in zip(names, (f"{q:.6f}" for q in p)) for v in pair])
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for f, _ in self._files.values():
+            f.close()
+        self._files.clear()

@@ -1,0 +1,112 @@
+"""``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
+
+On top of LightningCLI it: adds a ``checkpoint`` section (a ``ModelCheckpoint`` keeping ``best.ckpt``
+by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``, so ``--ckpt_path last``
+finds it); links the data's ``num_classes`` and ``in_chans`` to the model; writes checkpoints
+atomically (``AtomicCheckpointIO``); logs to CSV under ``<default_root_dir>/logs`` unless a logger is
+configured; prints a report after ``fit``; writes ``predict`` output as CSV; and can export the best
+weights in ``save_pretrained`` format (``--export_dir``) and push them (``--push_to_hub``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
+from regnet_zoo.lightning.checkpoint_io import AtomicCheckpointIO
+from regnet_zoo.lightning.data import ClassificationDataModule
+from regnet_zoo.lightning.errors import DataError, NonFiniteLossError
+from regnet_zoo.lightning.module import RegNetClassifier
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class RegNetCLI(LightningCLI):
+    """LightningCLI with the checkpoint, logging, linking and export defaults described in the module."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
+        kwargs.setdefault("parser_kwargs", {"prog": "regnet-zoo"})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        with warnings.catch_warnings():  # `args` is our sys.argv tail, not a mistake
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            super().__init__(RegNetClassifier, ClassificationDataModule, subclass_mode_data=True,
+                             seed_everything_default=0, auto_configure_optimizers=False, args=args, run=run, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/acc1", "checkpoint.mode": "max",
+                             "checkpoint.save_last": True, "checkpoint.filename": "best",
+                             "checkpoint.auto_insert_metric_name": False})
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        parser.add_argument("--export_dir", type=str | None, default=None,
+                            help="after fit: write the best weights (EMA if enabled) in save_pretrained format here")
+        parser.add_argument("--push_to_hub", type=str | None, default=None,
+                            help="after fit: push the best weights to this Hugging Face Hub repo id")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        root = cfg.trainer.default_root_dir or "."
+        if cfg.checkpoint.dirpath is None:
+            cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
+        if cfg.get("ckpt_path"):
+            cfg.model.pretrained = False  # the checkpoint holds the weights: no download
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        root = config.get("default_root_dir") or "."
+        if config.get("logger") in (None, True):
+            config["logger"] = CSVLogger(save_dir=root, name="logs")
+        if self.subcommand == "fit":
+            callbacks.append(RunReport(print_on_fit_end=False))  # printed in after_fit, below the progress bar
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in callbacks):
+            callbacks.append(PredictionWriter(os.path.join(root, "predictions")))
+        trainer = super()._instantiate_trainer(config, callbacks)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def after_fit(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RunReport):
+                callback.print_report()
+        cfg = self.config["fit"]
+        if not (cfg.export_dir or cfg.push_to_hub) or not self.trainer.is_global_zero:
+            return
+        ckpt = self.trainer.checkpoint_callback
+        path = (ckpt.best_model_path or ckpt.last_model_path) if ckpt is not None else None
+        module = self.model
+        if path:  # the best epoch's weights; they come from the checkpoint, so no pretrained download
+            module = RegNetClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False)
+        score = ckpt.best_model_score if ckpt is not None and ckpt.monitor == "val/acc1" else None
+        metrics = {"top1": round(100 * float(score), 3)} if score is not None else None
+        if cfg.export_dir:
+            module.save_pretrained(cfg.export_dir, metrics=metrics)
+            print(f"exported {path or 'final weights'} to {cfg.export_dir}", flush=True)
+        if cfg.push_to_hub:
+            module.push_to_hub(cfg.push_to_hub, metrics=metrics)
+            print(f"pushed {path or 'final weights'} to {cfg.push_to_hub}", flush=True)
+
+
+def run(command: str, argv: list[str]) -> int:
+    """Run ``regnet-zoo COMMAND ARGV`` (COMMAND in fit/validate/test/predict); returns the exit status.
+
+    Data and non-finite-loss errors print a one-line message to stderr and return 1; argument errors
+    exit with jsonargparse's message and status 2.
+    """
+    if command not in SUBCOMMANDS:
+        raise ValueError(f"command must be one of {SUBCOMMANDS}, got {command!r}")
+    try:
+        RegNetCLI(args=[command, *argv])
+    except (DataError, NonFiniteLossError) as e:
+        print(f"regnet-zoo {command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0

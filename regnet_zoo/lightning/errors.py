@@ -1,0 +1,11 @@
+"""Errors of the training layer: each says what went wrong and where."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Missing or empty data folder, unreadable image, unsupported image mode, bad split."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite (the message names the step)."""

@@ -1,0 +1,347 @@
+"""``RegNetClassifier``: a LightningModule training any RegNet/AnyNet with the paper's recipe.
+
+The optimizer and schedule are the paper code's (pycls ``OPTIM``): SGD, momentum 0.9, Nesterov,
+weight decay 5e-5, LR ``base_lr`` per ``reference_batch_size`` images scaled linearly with the global
+batch size, linear warmup from 0.1x over 5 epochs, half-period cosine to 0, stepped per optimizer step
+(``lr_interval="epoch"`` steps it once per epoch as pycls did). Enhancements are switches: label
+smoothing, MixUp/CutMix, DropPath, EMA of weights, channels_last, ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from timm.optim import param_groups_weight_decay
+from timm.utils import ModelEmaV3
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+from torchvision.transforms import v2
+
+from regnet_zoo.lightning.errors import NonFiniteLossError
+from regnet_zoo.lightning.schedule import POLICIES, LrSchedule, global_batch_size, scaled_lr
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1 and top-5 (top-k capped at the class count) micro accuracy, torchmetrics."""
+    return MetricCollection({
+        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+    }, prefix=prefix)
+
+
+class RegNetClassifier(L.LightningModule):
+    """Image classifier around ``regnet_zoo.create`` with the paper's training recipe.
+
+    Args:
+        model: registry name or alias (``"regnety_4.0gf"``), ``"hf-hub:org/repo"``, or a config dict
+            (``RegNetCfg.to_dict()`` / ``AnyNetCfg.to_dict()``).
+        num_classes: classifier outputs (the CLI links it to the data's class count).
+        pretrained: False, True (the model's default weights), a weight tag, or a weight file path.
+        name: alternative spelling of ``model`` for a registry name (``--model.name regnety_800mf``);
+            when given it wins over ``model``.
+        in_chans: input channels (the CLI links it to the data).
+        drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth rate of the last block (rises linearly from 0).
+        zero_init_last: zero-init the last BN of each residual branch (pycls default: False).
+        base_lr: LR per ``reference_batch_size`` images (pycls BASE_LR x 128 / TRAIN.BATCH_SIZE = 0.1).
+        reference_batch_size: images per step that ``base_lr`` refers to.
+        scale_lr: scale ``base_lr`` linearly with the global batch (per-device batch x devices x nodes x
+            gradient accumulation); False uses ``base_lr`` as is.
+        momentum, nesterov, weight_decay: SGD settings (pycls: 0.9, True, 5e-5).
+        no_weight_decay_bn_bias: no weight decay on BN parameters and biases (all 1-d parameters);
+            pycls decays them (BN.USE_CUSTOM_WEIGHT_DECAY False).
+        lr_policy: ``"cos"`` (half-period cosine), ``"lin"``, ``"exp"``, ``"steps"`` or ``"constant"``.
+        schedule_epochs: schedule length in epochs (pycls OPTIM.MAX_EPOCH); None: the trainer's max_epochs
+            (or its max_steps when only those are set).
+        warmup_epochs: linear warmup length (pycls OPTIM.WARMUP_EPOCHS, 5).
+        warmup_factor: LR factor at the start of the warmup (pycls OPTIM.WARMUP_FACTOR, 0.1).
+        min_lr: final LR as a fraction of the peak (pycls OPTIM.MIN_LR, 0).
+        lr_steps, lr_mult: epochs at which the ``steps`` policy multiplies the LR by ``lr_mult``.
+        lr_interval: ``"step"`` (LR updated every optimizer step) or ``"epoch"`` (pycls: once per epoch).
+        label_smoothing: cross-entropy label smoothing.
+        mixup_alpha, cutmix_alpha: torchvision MixUp / CutMix on each training batch (both > 0: one of
+            the two, chosen at random per batch).
+        ema: keep an exponential moving average of the weights (timm ``ModelEmaV3``); it is saved in
+            checkpoints, validated, and exported.
+        ema_decay: EMA decay per optimizer step.
+        ema_warmup: timm's EMA decay warmup (the decay grows towards ``ema_decay`` early in training).
+        ema_validate_model: with ``ema``, also validate the raw weights (``val/acc1_raw``).
+        channels_last: NHWC memory format for model and inputs (faster convs on GPUs with bf16/fp16).
+        compile: ``torch.compile`` the model's forward (state-dict keys are unchanged).
+        check_finite_loss: stop with ``NonFiniteLossError`` naming the step when the loss is NaN/inf.
+        batch_size: per-device batch size for LR scaling when the train loader has no ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        model: str | dict[str, Any] = "regnetx_200mf",
+        num_classes: int = 1000,
+        pretrained: bool | str = False,
+        name: str | None = None,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        zero_init_last: bool = False,
+        base_lr: float = 0.1,
+        reference_batch_size: int = 128,
+        scale_lr: bool = True,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-5,
+        no_weight_decay_bn_bias: bool = False,
+        lr_policy: Literal["cos", "lin", "exp", "steps", "constant"] = "cos",
+        schedule_epochs: int | None = None,
+        warmup_epochs: float = 5.0,
+        warmup_factor: float = 0.1,
+        min_lr: float = 0.0,
+        lr_steps: tuple[float, ...] = (),
+        lr_mult: float = 0.1,
+        lr_interval: Literal["step", "epoch"] = "step",
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        ema: bool = False,
+        ema_decay: float = 0.9998,
+        ema_warmup: bool = True,
+        ema_validate_model: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        check_finite_loss: bool = True,
+        batch_size: int | None = None,
+    ):
+        super().__init__()
+        if lr_policy not in POLICIES:
+            raise ValueError(f"lr_policy must be one of {POLICIES}, got {lr_policy!r}")
+        if lr_interval not in ("step", "epoch"):
+            raise ValueError(f"lr_interval must be 'step' or 'epoch', got {lr_interval!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if mixup_alpha < 0 or cutmix_alpha < 0:
+            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        self.save_hyperparameters()
+        from regnet_zoo.factory import create
+
+        self.model = create(name or model, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
+                            drop_rate=drop_rate, drop_path_rate=drop_path_rate, zero_init_last=zero_init_last)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema: ModelEmaV3 | None = None
+        if ema:
+            self.ema = ModelEmaV3(self.model, decay=ema_decay, use_warmup=ema_warmup)
+            self.ema.requires_grad_(False)
+            self.ema.train()  # follows the module's train/eval mode like any submodule (only used in eval)
+        if compile:
+            self.model.compile()
+        mixers = []
+        if mixup_alpha > 0:
+            mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+        if cutmix_alpha > 0:
+            mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+        self.mixer = v2.RandomChoice(mixers) if len(mixers) == 2 else (mixers[0] if mixers else None)
+        self.train_metrics = accuracy_metrics(num_classes, "train/")
+        self.val_metrics = accuracy_metrics(num_classes, "val/")
+        self.test_metrics = accuracy_metrics(num_classes, "test/")
+        self.val_raw_metrics = accuracy_metrics(num_classes, "val/") if ema and ema_validate_model else None
+        self.lr_info: dict[str, float | int] = {}
+        self.data_config: dict[str, Any] | None = None  # the training data's preprocessing, for export
+        self._last_step_time: float | None = None
+        self._pending_loss: tuple[torch.Tensor, int, int, int, float] | None = None
+        self._ema_step = -1
+
+    # ------------------------------------------------------------------ forward
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in the model's memory format."""
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) normalised images -> (N, num_classes) logits of the trained weights."""
+        return self.model(self.prepare_input(x))
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights used for validation, test, predict and export: the EMA if enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        target = y
+        if self.mixer is not None:
+            x, target = self.mixer(x, y)  # target: (N, num_classes) mixed one-hot
+        self.check_finite_loss()  # the previous step's loss, without waiting for this step
+        logits = self.model(self.prepare_input(x))
+        loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        if self.hparams.check_finite_loss:
+            self._pending_loss = (loss.detach(), self.global_step, self.current_epoch, batch_idx, self._current_lr())
+            if loss.device.type == "cpu":  # free on the CPU: check now; on accelerators one step later (no sync)
+                self.check_finite_loss()
+        hard = target.argmax(dim=1) if target.ndim == 2 else target
+        self.train_metrics.update(logits.detach(), hard)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.log("train/lr", self._current_lr(), prog_bar=False, on_step=True, on_epoch=False, batch_size=1)
+        return loss
+
+    def check_finite_loss(self) -> None:
+        """Raise ``NonFiniteLossError`` naming the step if the last checked training loss is NaN/inf.
+
+        On accelerators the check of step s runs at the start of step s + 1 (and at the end of each
+        epoch, before validation and checkpoints), so it never stalls the device queue.
+        """
+        pending, self._pending_loss = self._pending_loss, None
+        if pending is None:
+            return
+        loss, step, epoch, batch_idx, lr = pending
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at global step {step} (epoch {epoch}, batch {batch_idx}, "
+                f"LR {lr:.4g}); training stopped. Lower model.base_lr, check the data for NaN/inf, or train in "
+                "32-bit precision.")
+
+    def _current_lr(self) -> float:
+        if self._trainer is None or not self.trainer.optimizers:
+            return float("nan")
+        return float(self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self.check_finite_loss()  # before validation and epoch-end checkpoints
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            images = batch[0].shape[0] * self.trainer.world_size
+            self.log("train/images_per_sec", images / max(now - self._last_step_time, 1e-9), on_step=True,
+                     on_epoch=True, batch_size=1, prog_bar=True)
+        self._last_step_time = now
+        if self.ema is not None and self.global_step != self._ema_step:  # once per optimizer step
+            self._ema_step = self.global_step
+            self.ema.update(self.model, step=self.global_step)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: Any, metrics: MetricCollection, stage: str, model: nn.Module,
+                  loss_name: str) -> None:
+        x, y = batch
+        logits = model(self.prepare_input(x))
+        loss = F.cross_entropy(logits, y)
+        metrics.update(logits, y)
+        self.log(loss_name, loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=x.shape[0],
+                 prog_bar=stage == "val")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val", self.eval_model, "val/loss")
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        if self.val_raw_metrics is not None:
+            self._evaluate(batch, self.val_raw_metrics, "val_raw", self.model, "val/loss_raw")
+            self.log_dict({f"{k}_raw": v for k, v in self.val_raw_metrics.items()}, on_step=False, on_epoch=True)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test", self.eval_model, "test/loss")
+        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """(N, num_classes) class probabilities of the evaluation weights (EMA if enabled)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.eval_model(self.prepare_input(x)).softmax(dim=-1)
+
+    # ------------------------------------------------------------------ optimizer
+    def per_device_batch_size(self) -> int:
+        """Images per device per step, from the train loader (or the ``batch_size`` argument)."""
+        loader = self.trainer.train_dataloader
+        size = getattr(loader, "batch_size", None)
+        if size is None:
+            size = self.hparams.batch_size
+        if size is None:
+            raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
+                             "batch_size; pass model.batch_size")
+        return int(size)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        trainer = self.trainer
+        trainer.fit_loop.setup_data()  # loads the train loader now: its batch size and length set the schedule
+        per_device = self.per_device_batch_size()
+        accumulate = trainer.accumulate_grad_batches
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("the LR schedule needs a train loader with a length (got an unsized iterable)")
+        steps_per_epoch = max(1, math.ceil(batches / accumulate))
+        epochs: float | None = hp.schedule_epochs
+        if epochs is None and trainer.max_epochs is not None and trainer.max_epochs > 0:
+            epochs = trainer.max_epochs
+        elif epochs is None and trainer.max_steps > 0:
+            epochs = trainer.max_steps / steps_per_epoch
+        if epochs is None or epochs <= 0:
+            raise ValueError("set model.schedule_epochs (or trainer.max_epochs / max_steps) for the LR schedule")
+        gbs = global_batch_size(per_device, trainer.num_devices, trainer.num_nodes, accumulate)
+        peak = scaled_lr(hp.base_lr, gbs, hp.reference_batch_size) if hp.scale_lr else hp.base_lr
+        schedule = LrSchedule(steps_per_epoch, epochs, hp.lr_policy, hp.warmup_epochs, hp.warmup_factor,
+                              hp.min_lr, hp.lr_interval, tuple(hp.lr_steps), hp.lr_mult)
+        self.lr_info = {"base_lr": hp.base_lr, "reference_batch_size": hp.reference_batch_size,
+                        "per_device_batch_size": per_device, "devices": trainer.num_devices,
+                        "nodes": trainer.num_nodes, "accumulate_grad_batches": accumulate,
+                        "global_batch_size": gbs, "peak_lr": peak, "steps_per_epoch": steps_per_epoch,
+                        "schedule_epochs": epochs}
+        rank_zero_info(f"LR {hp.base_lr:g} per {hp.reference_batch_size} images x global batch {gbs} "
+                       f"({per_device} per device x {trainer.num_devices} devices x {trainer.num_nodes} nodes x "
+                       f"{accumulate} accumulated) = {peak:g}; {hp.lr_policy} schedule over {epochs:g} epochs of "
+                       f"{steps_per_epoch} steps, {hp.warmup_epochs:g} warmup epochs")
+        if hp.no_weight_decay_bn_bias:
+            groups = param_groups_weight_decay(self.model, hp.weight_decay)
+        else:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad],
+                       "weight_decay": hp.weight_decay}]
+        optimizer = torch.optim.SGD(groups, lr=peak, momentum=hp.momentum, nesterov=hp.nesterov,
+                                    weight_decay=hp.weight_decay, dampening=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------------ export
+    def _datamodule_config(self) -> dict[str, Any] | None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return dm.data_config() if dm is not None and hasattr(dm, "data_config") else None
+
+    def on_fit_start(self) -> None:
+        self.data_config = self._datamodule_config() or self.data_config
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.data_config is not None:
+            checkpoint["data_config"] = self.data_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_config = checkpoint.get("data_config", self.data_config)
+
+    def export_model(self) -> nn.Module:
+        """A standalone copy of the evaluation weights (EMA if enabled) in eval mode, on the CPU.
+
+        Its ``pretrained_cfg`` carries the training data's preprocessing (input size, mean, std, crop,
+        class names) when known.
+        """
+        model = copy.deepcopy(self.eval_model).cpu().eval()
+        model.to(memory_format=torch.contiguous_format)
+        model.pretrained_cfg = {**self.model.pretrained_cfg, **(self.data_config or {}),
+                                "num_classes": self.hparams.num_classes}
+        return model
+
+    def save_pretrained(self, save_directory: str, **kwargs: Any) -> Any:
+        """Write the evaluation weights in ``regnet_zoo.save_pretrained`` format (safetensors + config)."""
+        from regnet_zoo.weights.publish import save_pretrained
+
+        return save_pretrained(self.export_model(), save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload the evaluation weights with ``regnet_zoo.push_to_hub``."""
+        from regnet_zoo.weights.publish import push_to_hub
+
+        return push_to_hub(self.export_model(), repo_id, **kwargs)

@@ -1,0 +1,120 @@
+"""The paper code's learning-rate recipe as pure math (no torch).
+
+pycls (``pycls/core/optimizer.py``) computes the LR of (possibly fractional) epoch ``t`` as
+``BASE_LR * lr_fun(t)``, multiplied during the first ``WARMUP_EPOCHS`` by a factor rising linearly
+from ``WARMUP_FACTOR`` to 1. ``BASE_LR`` of its configs is for its global batch size; the paper
+scales it linearly: 0.1 per 128 images. pycls evaluates the schedule once per epoch (integer ``t``);
+we default to once per optimizer step (``t = step / steps_per_epoch``) and offer pycls' behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+Policy = Literal["cos", "lin", "exp", "steps", "constant"]
+POLICIES: tuple[str, ...] = ("cos", "lin", "exp", "steps", "constant")
+Interval = Literal["step", "epoch"]
+
+
+def scaled_lr(base_lr: float, global_batch_size: int, reference_batch_size: int = 128) -> float:
+    """Linear scaling rule: ``base_lr`` is the LR for ``reference_batch_size`` images per step."""
+    if global_batch_size < 1 or reference_batch_size < 1:
+        raise ValueError(f"batch sizes must be >= 1, got global {global_batch_size}, reference {reference_batch_size}")
+    return base_lr * global_batch_size / reference_batch_size
+
+
+def global_batch_size(per_device: int, devices: int = 1, nodes: int = 1, accumulate: int = 1) -> int:
+    """Images per optimizer step: per-device batch x devices x nodes x gradient-accumulation steps."""
+    for name, v in (("per_device", per_device), ("devices", devices), ("nodes", nodes), ("accumulate", accumulate)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return per_device * devices * nodes * accumulate
+
+
+def policy_factor(policy: str, epoch: float, max_epoch: float, min_lr: float = 0.0,
+                  steps: tuple[float, ...] = (), lr_mult: float = 0.1) -> float:
+    """pycls ``lr_fun_<policy>(epoch)``: multiplier of the base LR at ``epoch`` (before warmup).
+
+    ``cos``: ``(1 - min_lr) * 0.5 * (1 + cos(pi * epoch / max_epoch)) + min_lr`` (half-period cosine);
+    ``lin``: ``(1 - min_lr) * (1 - epoch / max_epoch) + min_lr``; ``exp``: ``min_lr ** (epoch / max_epoch)``;
+    ``steps``: ``lr_mult ** (number of step epochs <= epoch, minus one)`` with ``steps[0] == 0``;
+    ``constant``: 1. ``min_lr`` is a fraction of the base LR, as pycls' ``OPTIM.MIN_LR``.
+    """
+    if policy == "cos":
+        return (1.0 - min_lr) * 0.5 * (1.0 + math.cos(math.pi * epoch / max_epoch)) + min_lr
+    if policy == "lin":
+        return (1.0 - min_lr) * (1.0 - epoch / max_epoch) + min_lr
+    if policy == "exp":
+        if not min_lr > 0:
+            raise ValueError("the 'exp' policy needs min_lr > 0 (the LR reaches min_lr * base LR at max_epoch)")
+        return min_lr ** (epoch / max_epoch)
+    if policy == "steps":
+        if not steps or steps[0] != 0:
+            raise ValueError(f"the 'steps' policy needs steps starting at 0, e.g. (0, 30, 60, 90); got {steps!r}")
+        return lr_mult ** (sum(1 for s in steps if epoch >= s) - 1)
+    if policy == "constant":
+        return 1.0
+    raise ValueError(f"unknown LR policy {policy!r}; choose one of {POLICIES}")
+
+
+def warmup_factor(epoch: float, warmup_epochs: float, start_factor: float = 0.1) -> float:
+    """pycls' linear warmup: ``start_factor`` at epoch 0 rising to 1 at ``warmup_epochs``."""
+    if epoch >= warmup_epochs:
+        return 1.0
+    alpha = epoch / warmup_epochs
+    return start_factor * (1.0 - alpha) + alpha
+
+
+@dataclass(frozen=True)
+class LrSchedule:
+    """LR multiplier per optimizer step (picklable, for ``torch.optim.lr_scheduler.LambdaLR``).
+
+    Attributes:
+        steps_per_epoch: optimizer steps per epoch (after gradient accumulation), >= 1.
+        max_epoch: schedule length in epochs (pycls ``OPTIM.MAX_EPOCH``).
+        policy: pycls ``OPTIM.LR_POLICY``.
+        warmup_epochs: pycls ``OPTIM.WARMUP_EPOCHS`` (may be fractional).
+        warmup_start: pycls ``OPTIM.WARMUP_FACTOR``.
+        min_lr: pycls ``OPTIM.MIN_LR`` (fraction of the base LR).
+        interval: ``"step"`` evaluates at ``t = step / steps_per_epoch``; ``"epoch"`` at
+            ``t = floor(step / steps_per_epoch)``, as pycls did.
+        steps, lr_mult: pycls ``OPTIM.STEPS`` and ``OPTIM.LR_MULT`` for the ``steps`` policy.
+    """
+
+    steps_per_epoch: int
+    max_epoch: float
+    policy: str = "cos"
+    warmup_epochs: float = 5.0
+    warmup_start: float = 0.1
+    min_lr: float = 0.0
+    interval: str = "step"
+    steps: tuple[float, ...] = field(default=())
+    lr_mult: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if not self.max_epoch > 0:
+            raise ValueError(f"the schedule length must be > 0 epochs, got {self.max_epoch}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.interval not in ("step", "epoch"):
+            raise ValueError(f"interval must be 'step' or 'epoch', got {self.interval!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown LR policy {self.policy!r}; choose one of {POLICIES}")
+        policy_factor(self.policy, 0.0, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
+
+    def epoch_at(self, step: int) -> float:
+        """The (fractional for ``interval="step"``) epoch at which optimizer step ``step`` runs."""
+        t = step / self.steps_per_epoch
+        return float(math.floor(t)) if self.interval == "epoch" else t
+
+    def factor(self, epoch: float) -> float:
+        """Multiplier of the scaled base LR at ``epoch``: policy x warmup."""
+        f = policy_factor(self.policy, epoch, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
+        return f * warmup_factor(epoch, self.warmup_epochs, self.warmup_start)
+
+    def __call__(self, step: int) -> float:
+        return self.factor(self.epoch_at(step))
