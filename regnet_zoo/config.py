@@ -7,7 +7,7 @@ generator. Both are hashable, comparable and serialise to plain dicts (``to_dict
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from regnet_zoo.generator import ROUNDINGS, Rounding, check_regnet_params, generate_regnet
@@ -170,17 +170,36 @@ class RegNetCfg:
 ModelCfg = RegNetCfg | AnyNetCfg
 
 
+def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
+    """Unknown or missing keys of a config dict -> ValueError saying which and where."""
+    init = [f for f in fields(cls) if f.init]
+    allowed = {f.name for f in init}
+    required = {f.name for f in init if f.default is MISSING and f.default_factory is MISSING}
+    unknown, missing = sorted(set(d) - allowed), sorted(required - set(d))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    if missing:
+        raise ValueError(f"{where}: missing required keys {missing}")
+
+
 def cfg_from_dict(d: dict[str, Any]) -> ModelCfg:
-    """Inverse of ``to_dict`` of either config type; unknown keys raise ``ValueError``."""
+    """Inverse of ``to_dict`` of either config type; unknown or missing keys raise ``ValueError``.
+
+    Without a ``type`` key, a dict with ``stages`` is an AnyNet and any other a RegNet.
+    """
+    if not isinstance(d, dict):
+        raise TypeError(f"a model config must be a dict, got {type(d).__name__}")
     d = dict(d)
-    kind = d.pop("type", "regnet" if "w0" in d else "anynet")
+    kind = d.pop("type", "anynet" if "stages" in d else "regnet")
     cls = {"regnet": RegNetCfg, "anynet": AnyNetCfg}.get(kind)
     if cls is None:
         raise ValueError(f"config type must be 'regnet' or 'anynet', got {kind!r}")
-    allowed = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {kind} config keys {unknown}; allowed: {sorted(allowed)}")
+    _check_keys(cls, d, f"{kind} config")
     if cls is AnyNetCfg:
-        d["stages"] = tuple(StageCfg(**s) for s in d["stages"])
+        stages = d["stages"]
+        if not isinstance(stages, (list, tuple)) or not all(isinstance(st, dict) for st in stages):
+            raise ValueError("anynet config: stages must be a list of dicts (depth, width, group_width, ...)")
+        for i, st in enumerate(stages):
+            _check_keys(StageCfg, st, f"anynet config stages[{i}]")
+        d["stages"] = tuple(StageCfg(**st) for st in stages)
     return cls(**d)

@@ -10,7 +10,7 @@ Counted exactly as the paper's code (pycls ``*_cx`` functions) counts them:
 
 Spatial sizes follow ``h_out = (h - 1) // stride + 1`` (odd kernels, "same" padding).
 Everything is vectorised over N configs held in padded (N, S) stage arrays, so a design-space
-sweep evaluates 10^6 configs in about a second.
+sweep evaluates 10^5 configs in well under a second (0.6 s here for 4-stage configs).
 """
 
 from __future__ import annotations
@@ -54,12 +54,22 @@ def stem_complexity(in_chans: int, width: int, h: int) -> Complexity:
     return _scalar(acc, h_out)
 
 
+def needs_projection(w_in, w_out, stride):
+    """Whether a block's shortcut is a 1x1 conv + BN (shape changes) rather than the identity."""
+    return (w_in != w_out) | (stride != 1)
+
+
 def block_complexity(w_in: int, w_out: int, h: int, stride: int, bot_mul: float,
-                     group_width: int, se_ratio: float) -> Complexity:
-    """One residual bottleneck block on an h x h input."""
+                     group_width: int, se_ratio: float, projection: bool | None = None) -> Complexity:
+    """One residual bottleneck block on an h x h input.
+
+    ``projection`` overrides ``needs_projection`` (a dilated block also projects when its
+    dilation changes).
+    """
     acc = _zeros(1)
+    proj = None if projection is None else np.array([projection])
     h_out = _block(acc, np.array([w_in]), np.array([w_out]), np.array([h]), np.array([stride]),
-                   np.array([bot_mul]), np.array([group_width]), np.array([se_ratio]), np.array([True]))
+                   np.array([bot_mul]), np.array([group_width]), np.array([se_ratio]), np.array([True]), proj)
     return _scalar(acc, h_out)
 
 
@@ -104,12 +114,12 @@ def _head(acc, w_in, num_classes):
     _add(acc, w_in * num_classes + num_classes, w_in * num_classes + num_classes, num_classes)
 
 
-def _block(acc, w_in, w_out, h, stride, bot_mul, group_w, se_r, where):
+def _block(acc, w_in, w_out, h, stride, bot_mul, group_w, se_r, where, proj=None):
     """One residual bottleneck block (X block, Y block when se_r > 0); returns output size."""
     w_b = np.round(w_out * bot_mul).astype(np.int64)
     w_se = np.round(w_in * se_r).astype(np.int64)
     groups = np.maximum(w_b // np.maximum(group_w, 1), 1)
-    proj = where & ((w_in != w_out) | (stride != 1))
+    proj = where & (needs_projection(w_in, w_out, stride) if proj is None else proj)
     _conv(acc, w_in, w_out, 1, h, stride=stride, where=proj)
     _bn(acc, w_out, proj)
     _conv(acc, w_in, w_b, 1, h, where=where)

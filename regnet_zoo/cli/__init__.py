@@ -26,6 +26,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# top-level module -> the extra that installs it
+EXTRAS = {"lightning": "train", "jsonargparse": "train", "yaml": "train", "sklearn": "train",
+          "matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+          "ray": "ray"}
+
+
+def _is_model_eval(argv: list[str]) -> bool:
+    """`validate NAME --data DIR` (pretrained accuracy) rather than Lightning's `validate --config ...`."""
+    lightning_style = any(a.startswith(("--config", "--ckpt_path", "--model.", "--data.", "--trainer."))
+                          for a in argv)
+    positional = any(not a.startswith("-") for i, a in enumerate(argv)
+                     if i == 0 or not argv[i - 1].startswith("--") or "=" in argv[i - 1])
+    return not lightning_style and (positional or "--data" in argv)
+
+
 def usage() -> str:
     lines = ["usage: regnet-zoo COMMAND [ARGS]  (regnet-zoo COMMAND --help for its options)", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -51,10 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regnet-zoo: unknown command {command!r}{hint}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name = COMMANDS[command][0]
-    if command == "validate" and rest and not rest[0].startswith("-"):
+    if command == "validate" and _is_model_eval(rest):
         module_name = "regnet_zoo.cli.evaluate"  # `validate NAME --data DIR`: pretrained accuracy
-    module = importlib.import_module(module_name)
-    return int(module.main(command, rest) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        return int(module.main(command, rest) or 0)
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        print(f"regnet-zoo {command}: needs the Python package {top!r}, which is not installed; "
+              f"install it with: pip install 'regnet-zoo[{EXTRAS[top]}]'", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ def _list(argv: list[str]) -> int:
     p.add_argument("--pretrained", action="store_true", help="list the published weight tags per model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     a = p.parse_args(argv)
+    if a.resolution < 1:
+        p.error(f"--resolution must be a positive number of pixels, got {a.resolution}")
     names = list_models(a.pattern, paper_only=a.paper)
     if not names:
         print(f"no model matches {a.pattern!r}", file=sys.stderr)
@@ -44,6 +46,8 @@ def _info(argv: list[str]) -> int:
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    if a.resolution < 1:
+        p.error(f"--resolution must be a positive number of pixels, got {a.resolution}")
     try:
         e = get_entry(a.name)
     except UnknownModelError as err:
@@ -62,8 +66,8 @@ def _info(argv: list[str]) -> int:
     c = e.cfg
     print(f"{e.display}  ({e.name}; aliases: {', '.join(e.aliases[1:])})")
     print(f"  {e.description}")
-    print(f"  generator: d={c.depth} w0={c.w0} wa={c.wa} wm={c.wm} g={c.group_width} b={c.bot_mul} "
-          f"se_ratio={c.se_ratio} rounding={c.rounding}")
+    print(f"  generator: d={c.depth} w0={c.w0} wa={c.wa} wm={c.wm} g={c.group_width} bot_mul={c.bot_mul} "
+          f"(the paper's b = 1/bot_mul) se_ratio={c.se_ratio} rounding={c.rounding}")
     print(f"  SE: {'yes, width = ' + str(c.se_ratio) + ' x block input width' if c.se_ratio else 'no'}")
     print(f"  {'stage':<6} {'depth':>5} {'width':>6} {'group w':>8} {'groups':>7} {'bot_mul':>8} "
           f"{'flops':>9} {'params':>9} {'acts':>9}")

@@ -206,6 +206,7 @@ class AnyNet(nn.Module):
         total = self.stem.complexity(resolution)
         for name in self.stage_names:
             total = total + getattr(self, name).complexity(total.h)
-        if self.num_classes:
-            total = total + head_complexity(self.num_features, self.num_classes)
+        fc = self.get_classifier()
+        if isinstance(fc, nn.Linear):  # in_features differs from num_features for e.g. 'catavgmax' pooling
+            total = total + head_complexity(fc.in_features, fc.out_features)
         return Complexity.as_dict(total)

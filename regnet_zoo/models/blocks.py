@@ -13,7 +13,7 @@ from timm.layers import ConvNormAct, DropPath, SEModule
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
-from regnet_zoo.counting import Complexity, block_complexity, stem_complexity
+from regnet_zoo.counting import Complexity, block_complexity, needs_projection, stem_complexity
 
 
 class Stem(ConvNormAct):
@@ -65,7 +65,8 @@ class Bottleneck(nn.Module):
                                  groups=w_b // group_width)
         self.se = SEModule(w_b, rd_channels=w_se) if w_se > 0 else nn.Identity()
         self.conv3 = ConvNormAct(w_b, out_chs, kernel_size=1, apply_act=False)
-        if in_chs != out_chs or stride != 1 or dilation[0] != dilation[1]:
+        self.has_projection = bool(needs_projection(in_chs, out_chs, stride)) or dilation[0] != dilation[1]
+        if self.has_projection:
             self.downsample: nn.Module = ConvNormAct(in_chs, out_chs, kernel_size=1, stride=stride,
                                                      apply_act=False)
         else:
@@ -84,7 +85,7 @@ class Bottleneck(nn.Module):
 
     def complexity(self, h: int) -> Complexity:
         return block_complexity(self.in_chs, self.out_chs, h, self.stride, self.bot_mul,
-                                self.group_width, self.se_ratio)
+                                self.group_width, self.se_ratio, self.has_projection)
 
 
 class Stage(nn.Module):

@@ -115,7 +115,7 @@ def test_config_dict_round_trip_and_unknown_keys():
     assert cfg_from_dict(cfg.to_dict()) == cfg
     arch = cfg.to_anynet()
     assert cfg_from_dict(arch.to_dict()) == arch
-    with pytest.raises(ValueError, match="unknown regnet config keys \\['width'\\]"):
+    with pytest.raises(ValueError, match="regnet config: unknown keys \\[.width.\\]"):
         cfg_from_dict({**cfg.to_dict(), "width": 3})
     assert isinstance(arch, AnyNetCfg) and hash(arch) == hash(cfg_from_dict(arch.to_dict()))
 
@@ -126,3 +126,16 @@ def test_pure_modules_import_no_torch():
             "bad = [m for m in ('torch', 'timm', 'lightning') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("d,message", [
+    ({"type": "anynet", "stages": [{"depth": 1, "width": 8, "gw": 8}]}, r"stages\[0\]: unknown keys \['gw'\]"),
+    ({"type": "anynet", "stages": [{"depth": 1, "width": 8}]}, r"stages\[0\]: missing required keys \['group_width'\]"),
+    ({"type": "anynet"}, r"anynet config: missing required keys \['stages'\]"),
+    ({"depth": 13, "wa": 36.44, "wm": 2.49, "group_width": 8}, r"regnet config: missing required keys \['w0'\]"),
+    ({"depth": 13, "w0": 24, "wa": 36.44, "wm": 2.49}, r"missing required keys \['group_width'\]"),
+    ({"type": "resnet"}, "config type must be 'regnet' or 'anynet'"),
+])
+def test_config_dict_errors_say_what_and_where(d, message):
+    with pytest.raises(ValueError, match=message):
+        cfg_from_dict(d)
