@@ -1,26 +1,28 @@
 """``create``: name or config -> model, with weights and feature extraction, like timm.
 
 Data flows one way: name -> ``registry`` -> config -> ``models.AnyNet`` -> ``weights`` -> user.
-Importing this module also registers our models with timm (see ``register_timm_models``).
+``register_timm_models()`` makes our models timm models (``timm.create_model("regnet_zoo_regnety_040")``);
+importing this module calls it (``import regnet_zoo`` alone does not import this module).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from timm.models._builder import pretrained_cfg_for_features
-from timm.models._features import FeatureDictNet, FeatureGetterNet, FeatureHookNet, FeatureListNet
+import torch
 from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
-from regnet_zoo.models import AnyNet
+from regnet_zoo.models import AnyNet, wrap_features
 from regnet_zoo.registry import ModelEntry, split_name_tag
+from regnet_zoo.weights import HF_HUB_PREFIX
 
-FEATURE_CLASSES = {"list": FeatureListNet, "dict": FeatureDictNet, "hook": FeatureHookNet,
-                   "getter": FeatureGetterNet}
-HF_HUB_PREFIX = "hf-hub:"
+_log = logging.getLogger(__name__)
 
 
 def resolve_model(model: str | ModelCfg | dict[str, Any]) -> tuple[ModelEntry | None, ModelCfg, str | None]:
@@ -35,27 +37,34 @@ def resolve_model(model: str | ModelCfg | dict[str, Any]) -> tuple[ModelEntry | 
     raise TypeError(f"model must be a name, RegNetCfg, AnyNetCfg or config dict, got {type(model).__name__}")
 
 
-def wrap_features(model: AnyNet, out_indices: Sequence[int] | None = None,
-                  feature_cls: str = "list", **feature_kwargs: Any) -> nn.Module:
-    """timm's feature extractor around ``model``: returns features of stem/stages ``out_indices``."""
-    n = len(model.feature_info)
-    out_indices = tuple(range(n)) if out_indices is None else tuple(out_indices)
-    bad = [i for i in out_indices if not -n <= i < n]
-    if bad:
-        raise ValueError(f"out_indices {bad} out of range: this model has {n} feature levels "
-                         f"(0 = stem, 1..{n - 1} = stages)")
-    if feature_cls not in FEATURE_CLASSES:
-        raise ValueError(f"feature_cls must be one of {sorted(FEATURE_CLASSES)}, got {feature_cls!r}")
-    pretrained_cfg = model.pretrained_cfg
-    wrapped = FEATURE_CLASSES[feature_cls](model, out_indices=out_indices, **feature_kwargs)
-    wrapped.pretrained_cfg = wrapped.default_cfg = pretrained_cfg_for_features(pretrained_cfg)
-    return wrapped
+def _build(model: str | ModelCfg | dict[str, Any], pretrained: bool | str | os.PathLike | None, *,
+           num_classes: int | None, in_chans: int | None, cache_dir: str | os.PathLike | None,
+           device: torch.device | str | None, **kwargs: Any) -> AnyNet:
+    """A registry model or config, with ``pretrained`` weights loaded (see ``create``)."""
+    entry, cfg, tag = resolve_model(model)
+    if tag is not None and pretrained in (None, True):
+        if pretrained is None:
+            _log.info("loading weights %s.%s (tag in the name); pass pretrained=False for random init",
+                      entry.name, tag)
+        pretrained = tag
+    weights = None
+    if pretrained:
+        from regnet_zoo.weights.apply import head_classes, input_channels
+        from regnet_zoo.weights.resolve import resolve_pretrained
 
+        weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
+        num_classes = head_classes(weights.state_dict) if num_classes is None else num_classes
+        in_chans = input_channels(weights.state_dict) if in_chans is None else in_chans
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        net = AnyNet(cfg, in_chans=3 if in_chans is None else in_chans,
+                     num_classes=1000 if num_classes is None else num_classes, **kwargs)
+    if entry is not None:
+        net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
+    if weights is not None:
+        from regnet_zoo.weights.resolve import apply_weights
 
-def _head_classes(state_dict: dict[str, Any]) -> int:
-    """Class count of a state dict's classifier (0 for a headless one, e.g. SEER)."""
-    w = state_dict.get("head.fc.weight")
-    return int(w.shape[0]) if w is not None else 0
+        apply_weights(net, weights)
+    return net
 
 
 def create(
@@ -63,11 +72,14 @@ def create(
     pretrained: bool | str | os.PathLike | None = None,
     *,
     num_classes: int | None = None,
-    in_chans: int = 3,
+    in_chans: int | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     feature_cls: str = "list",
     cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a RegNet/AnyNet by name or config, optionally with pretrained weights.
@@ -79,56 +91,79 @@ def create(
         pretrained: True (the model's default weights); a weight tag such as ``"tv2_in1k"`` (or
             ``"pycls"`` / ``"torchvision"`` for the original files); a path to a weight file of any
             supported layout; False for random init. Default: True for ``hf-hub:`` names and for
-            ``NAME.TAG``, False otherwise.
+            ``NAME.TAG`` (logged; timm would give random weights), False otherwise.
         num_classes: classifier outputs; default: the weights' class count (1000 without weights).
             Weights of another class count keep a freshly initialised head (logged).
-        in_chans: input channels; pretrained 3-channel stems are adapted as timm does.
+        in_chans: input channels; default: the weights' (3 without weights). Pretrained 3-channel
+            stems are adapted as timm does.
         features_only: return timm's feature extractor (a list of stem/stage feature maps).
         out_indices: feature levels to return (0 = stem, 1..4 = stages s1..s4).
         feature_cls: timm feature wrapper, ``"list"``, ``"dict"``, ``"hook"`` or ``"getter"``.
         cache_dir: Hugging Face cache folder for downloaded weights.
+        device: where to build the model (e.g. ``"cuda"``, ``"meta"``); default CPU.
+        dtype: parameter / buffer floating dtype (e.g. ``torch.bfloat16``); default float32.
+        pretrained_cfg_overlay: entries that replace those of ``model.pretrained_cfg`` (e.g. ``mean``,
+            ``std``, ``crop_pct``); as in timm, a ``"file"`` entry is the weights to load when
+            ``pretrained`` is set.
         **kwargs: ``AnyNet`` options: ``global_pool``, ``drop_rate``, ``drop_path_rate``,
             ``zero_init_last``, ``output_stride``.
     """
+    overlay = dict(pretrained_cfg_overlay or {})
+    if pretrained and overlay.get("file"):
+        pretrained = overlay["file"]
     if isinstance(model, str) and model.startswith(HF_HUB_PREFIX):
         from regnet_zoo.weights.hub import create_from_hub
 
-        return create_from_hub(model[len(HF_HUB_PREFIX):], pretrained=True if pretrained is None else pretrained,
-                               num_classes=num_classes, in_chans=in_chans, features_only=features_only,
-                               out_indices=out_indices, feature_cls=feature_cls, cache_dir=cache_dir, **kwargs)
-    entry, cfg, tag = resolve_model(model)
-    if tag is not None and pretrained in (None, True):
-        pretrained = tag
-    weights = None
-    if pretrained:
-        from regnet_zoo.weights import resolve_pretrained
-
-        weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
-        if num_classes is None:
-            num_classes = _head_classes(weights.state_dict)
-    net = AnyNet(cfg, in_chans=in_chans, num_classes=1000 if num_classes is None else num_classes, **kwargs)
-    if entry is not None:
-        net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
-    if weights is not None:
-        from regnet_zoo.weights import load_into
-
-        load_into(net, weights.state_dict, weights.source)
-        net.pretrained_cfg = {**net.pretrained_cfg, **weights.pretrained_cfg, "num_classes": net.num_classes}
+        net = create_from_hub(model[len(HF_HUB_PREFIX):], pretrained=True if pretrained is None else pretrained,
+                              num_classes=num_classes, in_chans=in_chans, cache_dir=cache_dir, device=device,
+                              **kwargs)
+    else:
+        net = _build(model, pretrained, num_classes=num_classes, in_chans=in_chans, cache_dir=cache_dir,
+                     device=device, **kwargs)
+    if dtype is not None:
+        net.to(dtype=dtype)
+    if overlay:
+        net.pretrained_cfg = {**net.pretrained_cfg, **overlay}
     if features_only:
         return wrap_features(net, out_indices, feature_cls)
     return net
 
 
+def _timm_entrypoint(entry: ModelEntry):
+    """A timm model function building registry model ``entry`` through ``create``."""
+
+    def entrypoint(pretrained: bool = False, *, pretrained_cfg: Any = None,
+                   pretrained_cfg_overlay: Mapping[str, Any] | None = None, **kw: Any) -> nn.Module:
+        overlay = dict(pretrained_cfg_overlay or {})
+        if isinstance(pretrained_cfg, str):  # timm passes the tag of "name.tag" this way
+            if pretrained:
+                pretrained = pretrained_cfg
+        elif pretrained_cfg is not None:  # a PretrainedCfg or dict: its entries, below the overlay's
+            cfg = pretrained_cfg.to_dict() if hasattr(pretrained_cfg, "to_dict") else dict(pretrained_cfg)
+            if pretrained and cfg.get("tag"):
+                pretrained = cfg["tag"]
+            overlay = {**{k: v for k, v in cfg.items() if v is not None}, **overlay}
+        return create(entry.name, pretrained=pretrained, pretrained_cfg_overlay=overlay or None, **kw)
+
+    fn_name = f"regnet_zoo_{entry.timm_name}"
+    entrypoint.__name__ = entrypoint.__qualname__ = fn_name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"{entry.display} from regnet_zoo ({entry.description})."
+    return entrypoint
+
+
 def register_timm_models() -> list[str]:
-    """Register ``regnet_zoo_<timm id>`` entrypoints with timm (idempotent).
+    """Register ``regnet_zoo_<timm id>`` entrypoints with timm (idempotent); returns the registered names.
 
     timm reads ``org/name`` as a Hub id or path and ``name.tag`` as a weight tag, so a name like
-    ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Instead, after ``import regnet_zoo``
-    ``timm.create_model("regnet_zoo_regnety_040", pretrained=True)`` builds our model (tags work:
-    ``"regnet_zoo_regnety_040.tv2_in1k"``). Returns the registered names.
-    """
-    import sys
+    ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Call this first (``import regnet_zoo``
+    loads it lazily and does not register anything by itself)::
 
+        regnet_zoo.register_timm_models()
+        timm.create_model("regnet_zoo_regnety_040", pretrained=True)  # tags work: "regnet_zoo_regnety_040.tv2_in1k"
+
+    timm's ``device``, ``dtype``, ``pretrained_cfg_overlay`` and ``features_only`` are honoured.
+    """
     from timm.models._registry import _model_entrypoints, register_model
 
     from regnet_zoo.registry import MODELS
@@ -139,20 +174,9 @@ def register_timm_models() -> list[str]:
         names.append(fn_name)
         if fn_name in _model_entrypoints:
             continue
-
-        def entrypoint(pretrained: bool = False, _entry: ModelEntry = entry, **kw: Any) -> nn.Module:
-            pretrained_cfg = kw.pop("pretrained_cfg", None)
-            kw.pop("pretrained_cfg_overlay", None)
-            kw.pop("device", None), kw.pop("dtype", None)
-            if pretrained and isinstance(pretrained_cfg, str):
-                pretrained = pretrained_cfg  # timm passes "name.tag" tags this way
-            return create(_entry.name, pretrained=pretrained, **kw)
-
-        entrypoint.__name__ = entrypoint.__qualname__ = fn_name
-        entrypoint.__module__ = __name__
-        entrypoint.__doc__ = f"{entry.display} from regnet_zoo ({entry.description})."
-        setattr(sys.modules[__name__], fn_name, entrypoint)
-        register_model(entrypoint)
+        fn = _timm_entrypoint(entry)
+        setattr(sys.modules[__name__], fn_name, fn)
+        register_model(fn)
     return names
 
 

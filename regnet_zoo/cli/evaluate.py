@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from regnet_zoo.registry import UnknownModelError
+from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
-
-HF_HUB_PREFIX = "hf-hub:"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,6 +138,10 @@ def main(command: str, argv: list[str]) -> int:
     import torch
     from timm.data import resolve_data_config
 
+    if not Path(a.data).is_dir():  # before loading weights (maybe a download of gigabytes)
+        print(f"regnet-zoo validate: data folder not found: {a.data} (expected one sub-folder per class)",
+              file=sys.stderr)
+        return 1
     try:
         model, w = _load_model(a)
         overrides = {"crop_pct": a.crop_pct, "interpolation": a.interpolation}
@@ -152,13 +155,13 @@ def main(command: str, argv: list[str]) -> int:
         print(f"regnet-zoo validate: {e}", file=sys.stderr)
         return 1
     if a.results_file:
-        from regnet_zoo.weights.files import atomic_write_text
+        from regnet_zoo.weights.files import atomic_write
 
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["path", "target", "top5"])
         writer.writerows((p, t, " ".join(map(str, pr))) for p, t, pr in result["predictions"])
-        atomic_write_text(a.results_file, buf.getvalue())
+        atomic_write(a.results_file, buf.getvalue())
     reported = [{**dataclasses.asdict(r), "diff_top1": result["top1"] - r.top1, "diff_top5": result["top5"] - r.top5}
                 for r in (w.reported if w else ())]
     out = {"model": w.name if w else a.name, "data": str(Path(a.data)), "images": result["images"],

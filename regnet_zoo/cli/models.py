@@ -25,18 +25,33 @@ def _list(argv: list[str]) -> int:
         print(f"no model matches {a.pattern!r}", file=sys.stderr)
         return 1
     if a.pretrained:
-        from regnet_zoo.weights.manifest import load_manifest
-
-        manifest = load_manifest()
-        rows = {n: [e.tag + (" (default)" if e.default else "") for e in manifest.for_model(n)] for n in names}
-        if a.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for n, tags in rows.items():
-                print(f"{n:<20} {', '.join(tags) if tags else '-'}")
-        return 0
+        return _list_pretrained(names, a.json)
     rows = {n: model_complexity(get_entry(n).cfg, resolution=a.resolution) for n in names}
     print(json.dumps(rows, indent=2) if a.json else as_table(rows))
+    return 0
+
+
+def _list_pretrained(names: list[str], as_json: bool) -> int:
+    """One row per (model, tag): licence, reported accuracy, preprocessing, Hub repo."""
+    from regnet_zoo.weights.manifest import pretrained_table
+
+    rows = pretrained_table(names)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    def acc(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    head = (f"{'weights':<34} {'source':<12} {'license':<16} {'top1':>6} {'top5':>6} {'size':>4} {'crop':>6} "
+            f"{'interp':<8} hub repo")
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        name = r["name"] + (" *" if r["default"] else "")
+        lic = r["license"] + (" (NC)" if r["non_commercial"] else "")
+        print(f"{name:<34} {r['source']:<12} {lic:<16} {acc(r['top1']):>6} {acc(r['top5']):>6} "
+              f"{r['input_size']:>4} {r['crop_pct']:>6.3f} {r['interpolation']:<8} {r['hub_repo']}")
+    print("* = default tag (pretrained=True); NC = non-commercial licence; top-1/5 as reported by the source")
     return 0
 
 

@@ -16,12 +16,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regnet_zoo.registry import UnknownModelError
+from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
 
-HF_HUB_PREFIX = "hf-hub:"
+if TYPE_CHECKING:
+    from torch import nn
+
+    from regnet_zoo.weights.resolve import Pretrained
 
 
 def _fail(command: str, err: Exception) -> int:
@@ -69,7 +73,7 @@ def _download(argv: list[str]) -> int:
         return _fail("download", e)
     for r in rows:
         r["bytes"] = os.path.getsize(r["path"])
-        r["sha256"] = file_sha256(r["path"])
+        r["sha256"] = file_sha256(r["path"])  # remembered from the verification where that was a sha256
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -92,15 +96,15 @@ def _identify(state_dict: dict, model: str | None) -> str | None:
     return matches[0] if matches else None
 
 
-def _model_with(name: str, state_dict: dict, source: str):
-    """Registry model ``name`` with ``state_dict`` loaded (class count / channels from the weights)."""
+def _model_with(name: str, weights: Pretrained) -> nn.Module:
+    """Registry model ``name`` with ``weights`` (a ``Pretrained``) loaded; class count and channels from them."""
     import regnet_zoo
-    from regnet_zoo.weights.apply import CLASSIFIER, FIRST_CONV, load_into
+    from regnet_zoo.weights.apply import head_classes, input_channels
+    from regnet_zoo.weights.resolve import apply_weights
 
-    head = state_dict.get(CLASSIFIER[0])
-    net = regnet_zoo.create(name, num_classes=int(head.shape[0]) if head is not None else 0,
-                            in_chans=int(state_dict[FIRST_CONV].shape[1]) if FIRST_CONV in state_dict else 3)
-    load_into(net, state_dict, source)
+    sd = weights.state_dict
+    net = regnet_zoo.create(name, num_classes=head_classes(sd), in_chans=input_channels(sd))
+    apply_weights(net, weights)
     return net
 
 
@@ -117,6 +121,9 @@ def _convert(argv: list[str]) -> int:
                    help="layout of INPUT (default: detected)")
     p.add_argument("--model", default=None,
                    help="registry model the weights are for (default: the one whose shapes match)")
+    p.add_argument("--license", default=None,
+                   help="licence id for the model card of a folder OUTPUT (default: the manifest's when INPUT keeps "
+                        "the name of a published original file, else 'other' with a warning)")
     a = p.parse_args(argv)
     from safetensors.torch import save_file
 
@@ -124,6 +131,7 @@ def _convert(argv: list[str]) -> int:
     from regnet_zoo.weights.convert import convert_state_dict, detect_format
     from regnet_zoo.weights.files import atomic_write
     from regnet_zoo.weights.publish import save_pretrained
+    from regnet_zoo.weights.resolve import Pretrained, origin_file_cfg
 
     try:
         obj = read_state_dict(a.input)
@@ -134,9 +142,10 @@ def _convert(argv: list[str]) -> int:
         if name is None and to_folder:
             raise WeightsError("the weights match no registry model, so no folder (config.json) can be written; "
                                "write a .safetensors file or pass --model")
-        net = _model_with(name, sd, f"{a.input} ({fmt})") if name else None
+        cfg, note = origin_file_cfg(a.input, fmt)
+        net = _model_with(name, Pretrained(sd, f"{a.input} ({fmt}){note}", cfg)) if name else None
         if to_folder:
-            save_pretrained(net, a.output)
+            save_pretrained(net, a.output, license=a.license)
         else:
             Path(a.output).parent.mkdir(parents=True, exist_ok=True)
             tensors = {k: v.contiguous() for k, v in (net.state_dict() if net else sd).items()}
@@ -165,6 +174,7 @@ def _metrics(items: list[str]) -> dict[str, float]:
 def load_source(source: str, model: str | None = None, cache_dir: str | None = None):
     """A model from a registry NAME[.TAG], hf-hub:org/repo, a save_pretrained folder or a weights file."""
     import regnet_zoo
+    from regnet_zoo.weights.apply import looks_like_weight_file
     from regnet_zoo.weights.resolve import read_weights
 
     if source.startswith(HF_HUB_PREFIX):
@@ -177,7 +187,9 @@ def load_source(source: str, model: str | None = None, cache_dir: str | None = N
         name = _identify(weights.state_dict, model)
         if name is None:
             raise WeightsError(f"{source}: the weights match no registry model; pass --model NAME")
-        return _model_with(name, weights.state_dict, weights.source)
+        return _model_with(name, weights)
+    if looks_like_weight_file(source):
+        raise WeightsError(f"file not found: {source}")
     from regnet_zoo.registry import split_name_tag
 
     entry, tag = split_name_tag(source)

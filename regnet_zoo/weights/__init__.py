@@ -12,12 +12,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+HF_HUB_PREFIX = "hf-hub:"  # model names of Hub repos: "hf-hub:org/name[@revision]" (timm's spelling)
+
 _LAZY = {
     "load_into": "apply", "read_state_dict": "apply",
     "Pretrained": "resolve", "read_weights": "resolve", "resolve_pretrained": "resolve",
-    "WeightsError": "errors", "WeightsMismatchError": "errors", "WeightsNotCachedError": "errors",
-    "WeightsNotFoundError": "errors", "WeightsVerificationError": "errors",
-    "load_manifest": "manifest", "fetch_pretrained": "hub", "convert_state_dict": "convert",
+    "WeightsError": "errors", "WeightsHubError": "errors", "WeightsMismatchError": "errors",
+    "WeightsNotCachedError": "errors", "WeightsNotFoundError": "errors", "WeightsVerificationError": "errors",
+    "load_manifest": "manifest", "pretrained_table": "manifest", "fetch_pretrained": "hub",
+    "convert_state_dict": "convert",
     "save_pretrained": "publish", "from_pretrained": "publish", "push_to_hub": "publish",
 }
 
@@ -28,4 +31,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'regnet_zoo.weights' has no attribute {name!r}")
 
 
-__all__ = sorted(_LAZY)
+__all__ = ["HF_HUB_PREFIX", *sorted(_LAZY)]

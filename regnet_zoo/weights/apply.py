@@ -7,12 +7,14 @@
   weights have none), and otherwise
   requires an exact match; a mismatch raises ``WeightsMismatchError`` listing missing and
   unexpected keys and shape differences, naming the weights' source.
+* ``head_classes`` / ``input_channels``: class count and input channels a state dict was made for.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Mapping
 
 import torch
@@ -26,6 +28,25 @@ _log = logging.getLogger(__name__)
 FIRST_CONV = "stem.conv.weight"
 CLASSIFIER = ("head.fc.weight", "head.fc.bias")
 PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+
+
+def looks_like_weight_file(name: str | os.PathLike) -> bool:
+    """True when ``name`` is spelled like a weight file path (a folder part or a weight-file suffix)."""
+    if isinstance(name, os.PathLike):
+        return True
+    return "/" in name or os.sep in name or name.endswith(WEIGHT_SUFFIXES)
+
+
+def _pickle_refusal(e: Exception) -> str:
+    """The reason in torch's weights-only error, without its advice to load unsafely."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        text = text.split(" Please use", 1)[0]
+    else:
+        text = text.split(". ", 1)[0]
+    return " ".join(text.split()).rstrip(".")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -33,24 +54,42 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"weight file {path!r} does not exist")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
-            return load_file(path, device="cpu")
-        if path.endswith(PICKLE_SUFFIXES):
+        try:
+            obj = load_file(path, device="cpu")
+        except Exception as e:  # safetensors errors carry little context
+            raise WeightsError(f"weight file {path!r} is corrupt or not a safetensors file: {e}") from e
+    elif path.endswith(PICKLE_SUFFIXES):
+        try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        else:
+        except pickle.UnpicklingError as e:  # an object torch's weights-only unpickler refuses, or garbage
             raise WeightsError(
-                f"weight file {path!r}: unknown format; expected .safetensors or a legacy "
-                f"PyTorch pickle ({', '.join(PICKLE_SUFFIXES)})")
-    except WeightsError:
-        raise
-    except Exception as e:  # safetensors/pickle errors carry little context
-        raise WeightsError(f"weight file {path!r} is corrupt or not a weight file: {e}") from e
+                f"weight file {path!r} is not a plain state dict or checkpoint (or it is corrupt): "
+                f"{_pickle_refusal(e)}. regnet-zoo loads pickle files only with torch.load(weights_only=True), "
+                "which accepts tensors and plain containers. Re-save the weights as .safetensors (or convert the "
+                "file with a tool you trust).") from None
+        except Exception as e:  # e.g. a truncated zip archive
+            raise WeightsError(f"weight file {path!r} is corrupt or not a PyTorch file: {_pickle_refusal(e)}") from e
+    else:
+        raise WeightsError(f"weight file {path!r}: unknown format; expected .safetensors or a legacy "
+                           f"PyTorch pickle ({', '.join(PICKLE_SUFFIXES)})")
     if not isinstance(obj, Mapping):
         raise WeightsError(f"weight file {path!r} holds a {type(obj).__name__}, not a state dict")
     return dict(obj)
+
+
+def head_classes(state_dict: Mapping[str, torch.Tensor]) -> int:
+    """Class count of a state dict's classifier, from ``head.fc.weight`` (0: headless, e.g. SEER trunks)."""
+    w = state_dict.get(CLASSIFIER[0])
+    return int(w.shape[0]) if w is not None else 0
+
+
+def input_channels(state_dict: Mapping[str, torch.Tensor], default: int = 3) -> int:
+    """Input channels of a state dict's first conv (``stem.conv.weight``); ``default`` without one."""
+    w = state_dict.get(FIRST_CONV)
+    return int(w.shape[1]) if w is not None else default
 
 
 def _describe(model: nn.Module) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from regnet_zoo.weights.apply import FIRST_CONV
+from regnet_zoo.weights.apply import FIRST_CONV, head_classes, input_channels
 from regnet_zoo.weights.errors import WeightsError
 
 _log = logging.getLogger(__name__)
@@ -187,8 +187,7 @@ def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     want = shapes(state_dict)
     if FIRST_CONV not in want:
         return []
-    head = want.get("head.fc.weight")
-    num_classes, in_chans = (head[0] if head else 0), want[FIRST_CONV][1]
+    num_classes, in_chans = head_classes(state_dict), input_channels(state_dict)
     depths: dict[int, int] = {}
     for k in want:
         m = _BLOCK.match(k)

@@ -21,3 +21,11 @@ class WeightsNotCachedError(WeightsError):
 
 class WeightsVerificationError(WeightsError):
     """A downloaded or cached file's hash differs from the expected one (the file was removed)."""
+
+
+class WeightsHubError(WeightsError):
+    """The Hub refused or failed a request (HTTP 401/403, 429, 5xx, ...); ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

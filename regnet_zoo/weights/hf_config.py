@@ -9,12 +9,12 @@ both our repos and timm's own (``timm/regnetx_002.pycls_in1k``: architecture = a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,8 @@ from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
 from regnet_zoo.registry import MODELS, ModelEntry, UnknownModelError, get_entry
-from regnet_zoo.weights.apply import load_into
 from regnet_zoo.weights.errors import WeightsError
-from regnet_zoo.weights.files import atomic_write_text
+from regnet_zoo.weights.files import atomic_write
 
 _log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def write_config(model: nn.Module, directory: str | os.PathLike, extra: dict[str
     entry = registry_entry_for(cfg)
     config[CONFIG_KEY] = {"version": __version__, "model": entry.name if entry else None, "cfg": cfg.to_dict(),
                           "timm_compatible": timm_ok, **(extra or {})}
-    atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    atomic_write(Path(directory) / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return config
 
 
@@ -150,38 +149,38 @@ def build_model(
     state_dict: dict[str, torch.Tensor] | None,
     source: str,
     *,
-    num_classes: int | None = None,
-    in_chans: int = 3,
-    features_only: bool = False,
-    out_indices: Sequence[int] | None = None,
-    feature_cls: str = "list",
     pretrained_cfg: dict[str, Any] | None = None,
-    **kwargs: Any,
+    device: torch.device | str | None = None,
+    **model_kwargs: Any,
 ) -> nn.Module:
-    """The model a config.json describes, with ``state_dict`` (timm layout) loaded if given.
+    """The ``AnyNet`` a config.json describes, with ``state_dict`` (timm layout) loaded if given.
 
-    ``num_classes`` defaults to the config's; ``global_pool`` too. ``pretrained_cfg`` entries
-    (e.g. ``hf_hub_id``) are added to the model's ``pretrained_cfg``.
+    ``model_kwargs`` are ``AnyNet`` arguments; ``num_classes``, ``in_chans`` and ``global_pool``
+    default to the config's (None counts as not given). ``pretrained_cfg`` entries (e.g.
+    ``hf_hub_id``) are added to the model's ``pretrained_cfg``; ``device``: where to build it.
     """
     from regnet_zoo.models import AnyNet
+    from regnet_zoo.weights.resolve import Pretrained, apply_weights
 
     cfg, name = cfg_from_config(config, source)
-    if num_classes is None:
-        num_classes = int(config.get("num_classes", 1000))
     model_args = config.get("model_args") or {}
+    kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
+    kwargs.setdefault("num_classes", int(config.get("num_classes", model_args.get("num_classes", 1000))))
+    kwargs.setdefault("in_chans", int(model_args.get("in_chans", 3)))
     kwargs.setdefault("global_pool", config.get("global_pool") or model_args.get("global_pool", "avg"))
-    net = AnyNet(cfg, in_chans=in_chans, num_classes=num_classes, **kwargs)
-    if state_dict is not None:
-        load_into(net, state_dict, source)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        net = AnyNet(cfg, **kwargs)
+    if name is not None:
+        net.pretrained_cfg = {**net.pretrained_cfg, "architecture": name}
     saved = {k: _as_cfg_value(v) for k, v in (config.get("pretrained_cfg") or {}).items()
              if k in PRETRAINED_CFG_FIELDS}
-    net.pretrained_cfg = {**net.pretrained_cfg, **saved, **(pretrained_cfg or {}), "num_classes": net.num_classes}
+    weights_cfg = {**saved, **(pretrained_cfg or {})}
+    if state_dict is not None:
+        apply_weights(net, Pretrained(state_dict, source, weights_cfg))
+    else:  # the architecture alone: the saved preprocessing still describes how to feed it
+        net.pretrained_cfg = {**net.pretrained_cfg, **weights_cfg, "num_classes": net.num_classes}
     if name is not None:
         net.pretrained_cfg["architecture"] = name
-    if features_only:
-        from regnet_zoo.factory import wrap_features
-
-        return wrap_features(net, out_indices, feature_cls)
     return net
 
 

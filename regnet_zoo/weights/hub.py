@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,6 +21,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
@@ -30,12 +30,12 @@ from huggingface_hub.errors import (
 from torch import nn
 
 from regnet_zoo.registry import ModelEntry
-from regnet_zoo.weights.apply import read_state_dict
-from regnet_zoo.weights.errors import WeightsError, WeightsNotCachedError, WeightsNotFoundError
+from regnet_zoo.weights.apply import WEIGHT_SUFFIXES, read_state_dict
+from regnet_zoo.weights.errors import WeightsError, WeightsHubError, WeightsNotCachedError, WeightsNotFoundError
 from regnet_zoo.weights.files import GIT_SHA1_RE, SHA256_RE, verify_file
 from regnet_zoo.weights.hf_config import CONFIG_NAME, WEIGHTS_NAME, build_model, read_config
 from regnet_zoo.weights.manifest import WeightsEntry, describe_tags, load_manifest
-from regnet_zoo.weights.resolve import Pretrained
+from regnet_zoo.weights.resolve import Pretrained, is_path, read_weights
 
 _log = logging.getLogger(__name__)
 
@@ -67,8 +67,28 @@ def _hub_hash(path: str, repo_id: str, filename: str, revision: str | None, toke
     if hub_offline():
         return None
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint())
-    etag = (get_hf_file_metadata(url, token=token).etag or "").lower()
+    try:
+        etag = (get_hf_file_metadata(url, token=token).etag or "").lower()
+    except HfHubHTTPError as e:
+        raise http_error(e, f"hf-hub:{repo_id}/{filename}", repo_id, hub_endpoint()) from e
     return etag if SHA256_RE.match(etag) or GIT_SHA1_RE.match(etag) else None
+
+
+def http_error(e: HfHubHTTPError, what: str, repo_id: str, endpoint: str) -> WeightsHubError:
+    """A ``WeightsHubError`` for an HTTP error of the Hub other than "not found": status, repo and what to do."""
+    status = e.response.status_code if e.response is not None else None
+    server = (getattr(e, "server_message", None) or "").strip()
+    if status in (401, 403):
+        advice = (f"access to {repo_id!r} was refused: log in with a token that may read (or write) it "
+                  "(HF_TOKEN or `hf auth login`)")
+    elif status == 429:
+        advice = "too many requests: wait a few minutes and retry (logged-in users have higher limits)"
+    elif status is not None and status >= 500:
+        advice = "the Hub had a server error: retry later"
+    else:
+        advice = "see the Hub's message"
+    return WeightsHubError(f"{what}: the Hub ({endpoint}) answered HTTP {status or '?'} for {repo_id!r}"
+                           + (f" ({server})" if server else "") + f"; {advice}", status)
 
 
 def hub_download(
@@ -97,11 +117,15 @@ def hub_download(
         path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
                                endpoint=endpoint, local_files_only=offline, library_name="regnet_zoo")
     except LocalEntryNotFoundError as e:
+        if isinstance(e.__cause__, HfHubHTTPError) and e.__cause__.response is not None:
+            raise http_error(e.__cause__, what, repo_id, endpoint) from e  # reached, but refused (403/429/5xx)
         why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else f"the Hub ({endpoint}) could not be reached"
+        local = (f"pass pretrained='path/to/{os.path.basename(filename)}'" if filename.endswith(WEIGHT_SUFFIXES)
+                 else "use a local copy of the repo: regnet_zoo.from_pretrained('path/to/folder')")
         raise WeightsNotCachedError(
             f"{what} is not in the local cache ({cache_dir or hf_constants.HF_HUB_CACHE}) and {why}. Download it "
             f"while online (`regnet-zoo download {download_as or 'hf-hub:' + repo_id}`) and reuse it offline, or "
-            f"pass pretrained='path/to/{os.path.basename(filename)}'. {hint}".strip()) from e
+            f"{local}. {hint}".strip()) from e
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError) as e:
         reasons = (  # most specific first (GatedRepoError is a RepositoryNotFoundError)
             (GatedRepoError, f"{repo_id!r} is gated: accept its terms on the Hub and log in (HF_TOKEN or "
@@ -113,6 +137,8 @@ def hub_download(
         )
         reason = next(text for cls, text in reasons if isinstance(e, cls))
         raise WeightsNotFoundError(f"no such weights: {reason}. {hint}".strip()) from e
+    except HfHubHTTPError as e:  # 401, 403, 429, 5xx ... on the download itself
+        raise http_error(e, what, repo_id, endpoint) from e
     if sha256:
         expected, why = sha256.lower(), "pinned in the weights manifest"
     else:
@@ -156,19 +182,15 @@ def create_from_hub(
     repo: str,
     pretrained: bool | str | os.PathLike = False,
     *,
-    num_classes: int | None = None,
-    in_chans: int = 3,
-    features_only: bool = False,
-    out_indices: Sequence[int] | None = None,
-    feature_cls: str = "list",
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
-    **kwargs: Any,
+    **model_kwargs: Any,
 ) -> nn.Module:
-    """Model of a Hub repo (``org/name[@revision]``) from its config.json; ``pretrained=True`` loads its weights.
+    """``AnyNet`` of a Hub repo (``org/name[@revision]``) from its config.json; ``pretrained=True`` loads its weights.
 
-    ``regnet_zoo.create`` passes ``pretrained=True`` unless told otherwise (a repo names weights);
-    False builds the architecture alone (timm's default), a path loads that file instead.
+    ``regnet_zoo.create`` passes ``pretrained=True`` unless told otherwise (a repo names weights) and
+    wraps features itself; False builds the architecture alone (timm's default), a path loads that
+    file instead. ``model_kwargs`` go to ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
     """
     repo_id, revision = split_revision(repo)
     where = f"hf-hub:{repo}"
@@ -178,13 +200,10 @@ def create_from_hub(
         state_dict = read_state_dict(hub_download(repo_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
                                                   token=token))
     elif pretrained:
-        from regnet_zoo.weights.resolve import is_path
-
         if not is_path(pretrained):
             raise WeightsError(f"{where}: pretrained must be True/False or a path to a weight file, got "
                                f"{pretrained!r} (tags belong to registry names, e.g. 'regnety_4.0gf.tv2_in1k')")
-        state_dict, source = read_state_dict(pretrained), f"file {os.fspath(pretrained)!r}"
+        weights = read_weights(pretrained)  # any supported layout, converted
+        state_dict, source = weights.state_dict, weights.source
     extra = {"hf_hub_id": repo_id, "source": "hf-hub"} if pretrained is True else {}
-    return build_model(config, state_dict, source, num_classes=num_classes, in_chans=in_chans,
-                       features_only=features_only, out_indices=out_indices, feature_cls=feature_cls,
-                       pretrained_cfg=extra, **kwargs)
+    return build_model(config, state_dict, source, pretrained_cfg=extra, **model_kwargs)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,15 @@ from typing import Any
 from regnet_zoo.registry import MODELS, UnknownModelError, get_entry
 from regnet_zoo.weights.errors import WeightsError, WeightsNotFoundError
 
+_log = logging.getLogger(__name__)
+
 MANIFEST_ENV = "REGNET_ZOO_MANIFEST"
 DATA_PACKAGE = "regnet_zoo.weights_manifest"
 # timm pretrained_cfg keys the preprocessing maps to (channel_order is ours: always RGB)
 PREPROCESSING_CFG_KEYS = ("input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std",
                           "test_input_size", "test_crop_pct")
+# licences that forbid commercial use (SWAG: CC-BY-NC 4.0; SEER: its own non-commercial licence)
+NON_COMMERCIAL_LICENSES = frozenset({"cc-by-nc-4.0", "seer-license"})
 
 
 class ManifestError(WeightsError):
@@ -86,22 +92,36 @@ class WeightsEntry:
     origin: Origin | None = None
     pretrain_dataset: str | None = None
     notes: str = ""
+    paper: tuple[str, str] | None = None  # (title, arXiv id) of the paper behind the weights, if any
 
     @property
     def name(self) -> str:
         """``model.tag``, the spelling ``create`` and the CLI accept."""
         return f"{self.model}.{self.tag}"
 
-    def pretrained_cfg(self) -> dict[str, Any]:
-        """timm ``pretrained_cfg`` keys for a model carrying these weights."""
+    @property
+    def non_commercial(self) -> bool:
+        """True when the licence forbids commercial use (SWAG, SEER)."""
+        return self.license in NON_COMMERCIAL_LICENSES
+
+    @property
+    def datasets(self) -> list[str]:
+        """Training datasets, pre-training first (e.g. ``["imagenet-12k", "imagenet-1k"]``)."""
+        return list(dict.fromkeys(d for d in (self.pretrain_dataset, self.dataset) if d))
+
+    def pretrained_cfg(self, hub: bool = True) -> dict[str, Any]:
+        """timm ``pretrained_cfg`` keys for a model carrying these weights (``hub``: with ``hf_hub_id``)."""
         cfg: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
                                for k, v in self.preprocessing.items() if k in PREPROCESSING_CFG_KEYS}
         h = cfg["input_size"][1]
         cfg["pool_size"] = ((h + 31) // 32,) * 2
         if "test_input_size" in cfg:
             cfg["test_pool_size"] = ((cfg["test_input_size"][1] + 31) // 32,) * 2
-        cfg.update(tag=self.tag, hf_hub_id=self.hub.repo_id, license=self.license, num_classes=self.num_classes,
-                   paper_name="Designing Network Design Spaces", paper_ids="arXiv:2003.13678")
+        cfg.update(tag=self.tag, license=self.license, num_classes=self.num_classes)
+        if hub:
+            cfg["hf_hub_id"] = self.hub.repo_id
+        if self.paper is not None:
+            cfg["paper_name"], cfg["paper_ids"] = self.paper
         if self.origin is not None:
             cfg["origin_url"] = self.origin.url
         return cfg
@@ -142,7 +162,25 @@ class Manifest:
         for e in entries:
             if e.tag == tag:
                 return e
-        raise WeightsNotFoundError(f"no such weights: {name}.{tag}; {describe_tags(name, entries)}")
+        raise WeightsNotFoundError(f"no such weights: {name}.{tag}; {describe_tags(name, entries)}"
+                                   + self._sibling_hint(name, tag))
+
+    def _sibling_hint(self, name: str, tag: str) -> str:
+        """Where ``tag`` exists for the model's ``_tv`` twin (torchvision's widths) or its paper version."""
+        twin = name[: -len("_tv")] if name.endswith("_tv") else f"{name}_tv"
+        if twin not in MODELS or tag not in self.tags(twin):
+            return ""
+        why = ("torchvision's version of this model, whose widths differ (torchvision's group rounding)"
+               if twin.endswith("_tv") else "the paper's version of this model, whose widths differ")
+        return f". {twin} has these weights: it is {why}; use create({twin!r}, pretrained={tag!r})"
+
+    def find_origin_file(self, filename: str | os.PathLike) -> WeightsEntry | None:
+        """The entry whose original published file (``origin.url``) has this file name, else None."""
+        base = os.path.basename(os.fspath(filename))
+        for e in self.entries:
+            if e.origin is not None and e.origin.url.rsplit("/", 1)[-1] == base:
+                return e
+        return None
 
 
 def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
@@ -150,6 +188,40 @@ def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
     if not entries:
         return f"{model} has no published weights"
     return f"weights of {model}: " + ", ".join(e.tag + (" (default)" if e.default else "") for e in entries)
+
+
+def warn_if_non_commercial(license: str | None, what: str) -> None:
+    """Log a warning when weights carry a non-commercial licence (``NON_COMMERCIAL_LICENSES``)."""
+    if license in NON_COMMERCIAL_LICENSES:
+        _log.warning("%s: licence %s permits non-commercial use only", what, license)
+
+
+def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """One row per published (model, tag) of ``names`` (registry names or aliases; None: every model).
+
+    Rows follow ``names``' order, each model's default first. Keys: ``model``, ``tag``, ``name``
+    (``model.tag``), ``default``, ``source``, ``license``, ``non_commercial``, ``dataset`` (label
+    space), ``pretrain_dataset``, ``num_classes``, ``top1`` / ``top5`` (percent on ImageNet-1k val as
+    first reported; None for trunk-only or 12k-head weights), ``reported_by``, ``eval_size`` (pixels of
+    that evaluation), ``input_size`` / ``crop_pct`` / ``interpolation`` (the preprocessing the weights
+    expect), ``hub_repo``, ``origin_url``, ``paper``. Imports no torch.
+    """
+    manifest = load_manifest()
+    models = list(MODELS) if names is None else [get_entry(n).name for n in names]
+    rows = []
+    for model in models:
+        for e in manifest.for_model(model):
+            rep = e.reported[0] if e.reported else None
+            rows.append({
+                "model": e.model, "tag": e.tag, "name": e.name, "default": e.default, "source": e.source,
+                "license": e.license, "non_commercial": e.non_commercial, "dataset": e.dataset,
+                "pretrain_dataset": e.pretrain_dataset, "num_classes": e.num_classes,
+                "top1": rep.top1 if rep else None, "top5": rep.top5 if rep else None,
+                "reported_by": rep.by if rep else None, "eval_size": rep.input_size if rep else None,
+                "input_size": e.preprocessing["input_size"][-1], "crop_pct": e.preprocessing["crop_pct"],
+                "interpolation": e.preprocessing["interpolation"], "hub_repo": e.hub.repo_id,
+                "origin_url": e.origin.url if e.origin else None, "paper": e.paper[1] if e.paper else None})
+    return rows
 
 
 def manifest_path() -> Path:
@@ -199,6 +271,8 @@ def validate_manifest(data: Any, where: str = "manifest") -> None:
         if w["preprocessing"] not in data["preprocessing"]:
             problems.append(f"{at}: unknown preprocessing preset {w['preprocessing']!r}; presets: "
                             f"{sorted(data['preprocessing'])}")
+        if "paper" in w and w["paper"] not in data.get("papers", {}):
+            problems.append(f"{at}: unknown paper {w['paper']!r}; papers: {sorted(data.get('papers', {}))}")
         if (w["num_classes"] == 0) != (w["dataset"] is None):
             problems.append(f"{at}: dataset must be null exactly when num_classes is 0")
     problems += [f"{where}: {m} has {n} default entries (needs exactly 1)" for m, n in defaults.items() if n != 1]
@@ -217,7 +291,8 @@ def parse_manifest(data: dict[str, Any], path: str = "manifest") -> Manifest:
             preprocessing=dict(data["preprocessing"][w["preprocessing"]]), preprocessing_name=w["preprocessing"],
             reported=tuple(Reported(**r) for r in w["reported"]),
             origin=Origin(**w["origin"]) if "origin" in w else None,
-            pretrain_dataset=w.get("pretrain_dataset"), notes=w.get("notes", "")))
+            pretrain_dataset=w.get("pretrain_dataset"), notes=w.get("notes", ""),
+            paper=(data["papers"][w["paper"]]["name"], data["papers"][w["paper"]]["ids"]) if "paper" in w else None))
     return Manifest(entries, path)
 
 

@@ -90,7 +90,7 @@ def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None)
         except RuntimeError as e:  # torch.hub: hash prefix mismatch (it deleted the temporary file)
             raise WeightsVerificationError(f"{w.name}: {url}: {e}") from e
     elif prefix and w.origin.sha256 is None:
-        got = file_sha256(dst)
+        got = file_sha256(dst)  # remembered per unchanged file: hashed once per process
         if not got.startswith(prefix):
             dst.unlink()
             raise WeightsVerificationError(f"{w.name}: sha256 mismatch: expected a digest starting {prefix} (in the "
@@ -109,5 +109,5 @@ def fetch_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) ->
     except WeightsError as e:
         raise WeightsError(f"{w.name}: {path}: {e}") from e
     url = origin_url(w)
-    cfg = {k: v for k, v in w.pretrained_cfg().items() if k != "hf_hub_id"}
-    return Pretrained(state_dict, f"{url} ({w.origin.format} checkpoint, converted)", {**cfg, "url": url})
+    return Pretrained(state_dict, f"{url} ({w.origin.format} checkpoint, converted)",
+                      {**w.pretrained_cfg(hub=False), "url": url})

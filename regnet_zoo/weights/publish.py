@@ -8,16 +8,17 @@ architecture and its exact complexity). Files are written atomically.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from regnet_zoo.weights.errors import WeightsError
-from regnet_zoo.weights.files import atomic_write, atomic_write_text
+from regnet_zoo.weights.files import atomic_write
 from regnet_zoo.weights.hf_config import (
     CONFIG_KEY,
     CONFIG_NAME,
@@ -27,6 +28,9 @@ from regnet_zoo.weights.hf_config import (
     read_config,
     write_config,
 )
+from regnet_zoo.weights.manifest import WeightsEntry, load_manifest
+
+_log = logging.getLogger(__name__)
 
 # metric name -> model-index display name (HF's eval-results format)
 _METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
@@ -60,8 +64,10 @@ def save_pretrained(
         model: an ``AnyNet`` (``regnet_zoo.create(...)``), any config, any head.
         metrics: accuracies to publish, e.g. ``{"top1": 81.3, "top5": 95.6}`` (percent, ImageNet-1k val
             unless ``datasets`` says otherwise).
-        license: SPDX-like id for the card; defaults to the weights' license (``pretrained_cfg``) or mit.
-        datasets: training datasets for the card (default: ``["imagenet-1k"]`` for 1000 classes).
+        license: licence id for the card; default: the weights' licence (``pretrained_cfg["license"]``, set
+            for published tags and their original files), else ``other`` (with a warning).
+        datasets: training datasets for the card, the classifier's label space last; default: the
+            manifest's for the weights' tag, else none (the card says "unknown").
         repo_id: used in the card's usage snippet.
     Returns the folder.
     """
@@ -80,31 +86,59 @@ def save_pretrained(
     if model_card:
         card = model_card_text(model, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id,
                                timm_loads=config[CONFIG_KEY]["timm_compatible"])
-        atomic_write_text(out / "README.md", card)
+        atomic_write(out / "README.md", card)
     return out
 
 
-def from_pretrained(path_or_repo: str | os.PathLike, **kwargs: Any) -> nn.Module:
+def from_pretrained(
+    path_or_repo: str | os.PathLike,
+    *,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    feature_cls: str = "list",
+    **kwargs: Any,
+) -> nn.Module:
     """Model saved by ``save_pretrained`` (a folder) or pushed to the Hub (``"org/repo"``), with its weights.
 
-    ``kwargs`` go to the model (``num_classes``, ``in_chans``, ``features_only``, ``global_pool``, ...).
+    ``features_only`` / ``out_indices`` / ``feature_cls`` as in ``regnet_zoo.create``; ``kwargs`` go
+    to the model (``num_classes``, ``in_chans``, ``global_pool``, ``device``, ...; default: the saved ones).
     """
+    from regnet_zoo.models import wrap_features
     from regnet_zoo.weights.resolve import read_weights
 
     folder = Path(path_or_repo)
+    repo = os.fspath(path_or_repo)
     if folder.is_dir():
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
                 raise WeightsError(f"{folder} has no {name}: not a folder written by save_pretrained")
         weights = read_weights(folder / WEIGHTS_NAME)
-        return build_model(read_config(folder / CONFIG_NAME), weights.state_dict, f"folder {str(folder)!r}",
-                           pretrained_cfg={"file": str(folder), "source": "local-dir"}, **kwargs)
-    repo = os.fspath(path_or_repo)
-    if repo.count("/") != 1:
-        raise WeightsError(f"{repo!r} is neither a folder nor a Hub repo id 'org/name'")
-    from regnet_zoo.weights.hub import create_from_hub
+        net = build_model(read_config(folder / CONFIG_NAME), weights.state_dict, f"folder {str(folder)!r}",
+                          pretrained_cfg={"file": str(folder), "source": "local-dir"}, **kwargs)
+    elif folder.is_file():
+        raise WeightsError(f"{repo} is a file; from_pretrained takes a folder written by save_pretrained or a Hub "
+                           "repo id 'org/name' (for a weights file use regnet_zoo.create(NAME, pretrained=path))")
+    elif not _is_repo_id(path_or_repo):
+        raise WeightsError(f"folder {repo} does not exist (and {repo!r} is not a Hub repo id 'org/name')")
+    else:
+        from regnet_zoo.weights.hub import create_from_hub
 
-    return create_from_hub(repo, pretrained=True, **kwargs)
+        net = create_from_hub(repo, pretrained=True, **kwargs)
+    return wrap_features(net, out_indices, feature_cls) if features_only else net
+
+
+def _is_repo_id(name: str | os.PathLike) -> bool:
+    """True for a string huggingface_hub accepts as a repo id ``org/name[@revision]`` (not a path spelling)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "~")):
+        return False
+    try:
+        validate_repo_id(name.partition("@")[0])
+    except HFValidationError:
+        return False
+    return True
 
 
 def push_to_hub(
@@ -127,16 +161,42 @@ def push_to_hub(
     Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
     """
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
-    from regnet_zoo.weights.hub import hub_endpoint
+    from regnet_zoo.weights.hub import http_error, hub_endpoint
 
     _check_model(model)
-    api = HfApi(endpoint=hub_endpoint(), token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    endpoint = hub_endpoint()
+    api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id)
-        return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
-                                 commit_message=commit_message, create_pr=create_pr)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
+                                     commit_message=commit_message, create_pr=create_pr)
+        except HfHubHTTPError as e:
+            raise http_error(e, f"push to {repo_id}", repo_id, endpoint) from e
+
+
+def _published_entry(model: str | None, tag: str | None, num_classes: int) -> WeightsEntry | None:
+    """The manifest entry of published weights ``model.tag`` whose classifier the model still has, else None."""
+    if model is None or not tag:
+        return None
+    w = next((w for w in load_manifest().for_model(model) if w.tag == tag), None)
+    return w if w is not None and w.num_classes == num_classes else None
+
+
+def _weights_line(pcfg: Mapping[str, Any], published: WeightsEntry | None) -> str:
+    """Where the weights come from, as far as the model knows it."""
+    tag = pcfg.get("tag")
+    if not tag:
+        return "origin not recorded (not a published tag: e.g. trained, converted or randomly initialised)"
+    text = published.name if published is not None else f"derived from tag {tag} (another classifier)"
+    if pcfg.get("hf_hub_id"):
+        text += f" (from {pcfg['hf_hub_id']})"
+    if pcfg.get("paper_name"):
+        text += f"; {pcfg['paper_name']}" + (f" ({pcfg['paper_ids']})" if pcfg.get("paper_ids") else "")
+    return text
 
 
 def _hf_license(license: str) -> dict[str, str]:
@@ -168,14 +228,20 @@ def model_card_text(
     arch = cfg.to_anynet()
     entry = registry_entry_for(cfg)
     pcfg = model.pretrained_cfg
-    license = license or pcfg.get("license") or "mit"
+    published = _published_entry(entry.name if entry else None, pcfg.get("tag"), model.num_classes)
+    license = license or pcfg.get("license")
+    if not license:
+        _log.warning("the licence of these weights is unknown (not a published tag): the model card says "
+                     "'license: other'; pass license=... (regnet-zoo push/convert --license) to state it")
+        license = "other"
     if datasets is None:
-        datasets = ["imagenet-1k"] if model.num_classes == 1000 else []
+        datasets = published.datasets if published is not None else []
+    eval_dataset = datasets[-1] if datasets else "unknown"
     size = int(pcfg.get("input_size", (3, 224, 224))[-1])
     name = entry.display if entry else f"custom {type(cfg).__name__}"
     eval_results = [
-        EvalResult(task_type="image-classification", dataset_type=datasets[0] if datasets else "custom",
-                   dataset_name=(datasets[0] if datasets else "custom").replace("imagenet", "ImageNet"),
+        EvalResult(task_type="image-classification", dataset_type=eval_dataset,
+                   dataset_name=eval_dataset.replace("imagenet", "ImageNet"),
                    dataset_split="validation", metric_type="accuracy" if k in _METRIC_NAMES else k,
                    metric_name=_METRIC_NAMES.get(k, k), metric_value=float(v))
         for k, v in (metrics or {}).items()]
@@ -200,8 +266,8 @@ def model_card_text(
         f"- **Complexity @ {size}x{size}:** {format_count(cx['flops'])} multiply-adds ({cx['flops']:,}), "
         f"{format_count(cx['params'])} parameters ({cx['params']:,}), {format_count(cx['acts'])} activations "
         f"({cx['acts']:,}), counted as the paper does",
-        f"- **Weights:** {pcfg.get('tag') or 'trained with regnet-zoo'}"
-        + (f" (from {pcfg['hf_hub_id']})" if pcfg.get("hf_hub_id") else ""),
+        f"- **Weights:** {_weights_line(pcfg, published)}",
+        f"- **Training data:** {', '.join(datasets) if datasets else 'unknown (not recorded)'}",
         f"- **License:** {license}", "",
         "| stage | depth | width | group width | groups | bot_mul |", "|---|---|---|---|---|---|", rows, "",
         "## Preprocessing", "",

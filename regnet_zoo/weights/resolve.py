@@ -1,19 +1,26 @@
-"""Turn a ``pretrained=`` argument into a state dict (the hub side lives in ``weights.hub``).
+"""Turn a ``pretrained=`` argument into a state dict (the hub side lives in ``weights.hub``), and load it.
 
 A path may hold a state dict or checkpoint of any supported layout (ours/timm, the paper's pycls
-``.pyth``, torchvision, transformers): it is detected and converted (``weights.convert``).
+``.pyth``, torchvision, transformers): it is detected and converted (``weights.convert``). A file
+that keeps the name of an original published file of the manifest (``RegNetX-200MF_dds_8gpu.pyth``,
+``regnet_y_16gf_swag-43afe44d.pth``) gets that entry's tag, licence and preprocessing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from regnet_zoo.registry import ModelEntry
-from regnet_zoo.weights.apply import WeightsError, read_state_dict
+from regnet_zoo.weights.apply import WeightsError, load_into, read_state_dict
+from regnet_zoo.weights.manifest import load_manifest, warn_if_non_commercial
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +52,35 @@ def read_weights(path: str | os.PathLike) -> Pretrained:
     except WeightsError:  # not a known layout: load_into will list what does not fit
         return Pretrained(obj, f"file {path!r}")
     note = "" if fmt == "timm" else f" ({fmt} layout, converted{', BGR->RGB' if fmt == 'pycls' else ''})"
-    return Pretrained(convert_state_dict(obj, fmt), f"file {path!r}{note}")
+    pretrained_cfg, origin_note = origin_file_cfg(path, fmt)
+    return Pretrained(convert_state_dict(obj, fmt), f"file {path!r}{note}{origin_note}", pretrained_cfg)
+
+
+def origin_file_cfg(path: str | os.PathLike, fmt: str) -> tuple[dict[str, Any], str]:
+    """(pretrained_cfg, note) for a file named like an original published file of the manifest, else ({}, "").
+
+    The entry's tag, licence, preprocessing and paper then describe the weights (format must agree).
+    """
+    try:
+        w = load_manifest().find_origin_file(path)
+    except WeightsError as e:  # a broken manifest override must not stop loading a local file
+        _log.warning("cannot look %s up in the weights manifest: %s", os.fspath(path), e)
+        return {}, ""
+    if w is None or w.origin.format != fmt:
+        return {}, ""
+    _log.info("%s has the name of %s's original file: using its tag, licence and preprocessing",
+              os.fspath(path), w.name)
+    return w.pretrained_cfg(hub=False), f" ({w.name}'s original file)"
+
+
+def apply_weights(model: nn.Module, weights: Pretrained) -> None:
+    """Load ``weights`` into ``model`` (see ``load_into``) and merge their ``pretrained_cfg``.
+
+    Logs a warning when the weights' licence is non-commercial (SWAG, SEER).
+    """
+    load_into(model, weights.state_dict, weights.source)
+    model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg, "num_classes": model.num_classes}
+    warn_if_non_commercial(model.pretrained_cfg.get("license"), f"weights from {weights.source}")
 
 
 def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.PathLike,

@@ -209,3 +209,48 @@ def test_class_count_defaults_to_the_weights(tmp_path):
     save_file(headless, str(tmp_path / "headless.safetensors"))
     feats = regnet_zoo.create("regnetx_200mf", pretrained=tmp_path / "headless.safetensors")
     assert feats.num_classes == 0 and feats(X).shape == (2, 368)
+
+
+def test_input_channels_default_to_the_weights(tmp_path):
+    src = regnet_zoo.create("regnetx_200mf", in_chans=1, num_classes=7).eval()
+    path = tmp_path / "gray.safetensors"
+    save_file(src.state_dict(), str(path))
+    m = regnet_zoo.create("regnetx_200mf", pretrained=path).eval()
+    assert m.in_chans == 1 and m.stem.conv.in_channels == 1
+    with torch.no_grad():
+        torch.testing.assert_close(m(X[:, :1]), src(X[:, :1]), rtol=0, atol=0)
+
+
+def test_timm_entrypoint_honours_device_dtype_and_pretrained_cfg_overlay(tmp_path):
+    regnet_zoo.register_timm_models()
+    m = timm.create_model("regnet_zoo_regnetx_002", device="meta")
+    assert {p.device.type for p in m.parameters()} == {"meta"}
+    m = timm.create_model("regnet_zoo_regnetx_002", dtype=torch.float64, num_classes=3).eval()
+    assert {p.dtype for p in m.parameters()} == {torch.float64}
+    with torch.no_grad():
+        assert m(X.double()).dtype == torch.float64
+    overlay = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "crop_pct": 1.0}
+    m = timm.create_model("regnet_zoo_regnetx_002", pretrained_cfg_overlay=overlay)
+    assert {k: m.pretrained_cfg[k] for k in overlay} == overlay
+    assert timm.data.resolve_data_config(model=m)["mean"] == (0.5, 0.5, 0.5)
+    # timm's way to load a local file: pretrained=True with pretrained_cfg_overlay=dict(file=...)
+    src = regnet_zoo.create("regnetx_200mf", num_classes=5).eval()
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    m = timm.create_model("regnet_zoo_regnetx_002", pretrained=True,
+                          pretrained_cfg_overlay={"file": str(tmp_path / "w.safetensors")}).eval()
+    assert m.num_classes == 5
+    with torch.no_grad():
+        torch.testing.assert_close(m(X), src(X), rtol=0, atol=0)
+
+
+def test_prune_intermediate_layers_keeps_the_requested_features():
+    m = regnet_zoo.create("regnety_200mf").eval()
+    with torch.no_grad():
+        before = m.forward_intermediates(X, indices=(1, 2), intermediates_only=True)
+    assert m.prune_intermediate_layers(indices=(1, 2)) == [1, 2]
+    assert [type(getattr(m, s)).__name__ for s in m.stage_names] == ["Stage", "Stage", "Identity", "Identity"]
+    assert m.num_classes == 0 and not any(k.startswith(("s3.", "s4.", "head.fc")) for k in m.state_dict())
+    with torch.no_grad():
+        after = m.forward_intermediates(X, indices=(1, 2), intermediates_only=True)
+    assert [t.shape for t in after] == [(2, 24, 16, 16), (2, 56, 8, 8)]
+    assert all(torch.equal(a, b) for a, b in zip(after, before))

@@ -5,7 +5,8 @@ preupload, LFS batch, commit) and a *CDN* on another port, where LFS files are s
 uploaded, as on the real Hub (the resolve URL of an LFS file answers 302 to another host with
 ``X-Linked-Etag`` = sha256 and ``X-Linked-Size``; small files answer 200 with ``ETag`` = git blob
 sha1). Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
-``EntryNotFound``). Xet is never advertised. The ``hub`` fixture points ``HF_ENDPOINT``, the cache
+``EntryNotFound``); ``fail`` makes chosen paths answer another status (403, 429, 5xx). Xet is never
+advertised. The ``hub`` fixture points ``HF_ENDPOINT``, the cache
 and huggingface_hub's import-time constants at it for one test.
 """
 
@@ -48,6 +49,7 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}  # sha256 -> bytes (uploaded or served)
         self.static: dict[str, bytes] = {}  # path on the hub server -> bytes (plain downloads)
         self.corrupt: set[str] = set()  # sha256s whose bytes the CDN serves altered
+        self.fail: dict[str, int] = {}  # path fragment -> HTTP status the hub answers instead (403, 429, 503 ...)
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) on the hub
         self.cdn_requests: list[tuple[str, str, dict[str, str]]] = []  # ... on the CDN
         self.unhandled: list[str] = []
@@ -160,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             log = self.fake.requests if self.role == "hub" else self.fake.cdn_requests
             log.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
         body = _read_body(self) if self.command in ("POST", "PUT") else b""
+        for fragment, status in self.fake.fail.items():
+            if self.role == "hub" and fragment in path:
+                return self._error(status, None, f"test hub: refused with {status}")
         for (role, method, pattern), fn in _ROUTES:
             if role != self.role or method != (self.command if self.command != "HEAD" else "GET"):
                 continue
@@ -369,6 +374,7 @@ def hub(fake_hub, tmp_path, monkeypatch):
     for k, v in patched.items():
         monkeypatch.setattr(constants, k, v)
     fake_hub.corrupt.clear()
+    fake_hub.fail.clear()
     fake_hub.requests.clear()
     fake_hub.cdn_requests.clear()
     fake_hub.unhandled.clear()
@@ -395,7 +401,7 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             m.momentum = None  # cumulative average over the calibration batches
         model.train()
         for _ in range(3):
-            model(torch.randn(4, 3, 64, 64, generator=g))
+            model(torch.randn(4, getattr(model, "in_chans", 3), 64, 64, generator=g))
         for m in bns:
             m.momentum = 0.1
     return model.eval()

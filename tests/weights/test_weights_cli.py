@@ -184,3 +184,21 @@ def test_validate_own_weights_on_a_custom_folder(tmp_path, randomize, capsys):
     code, out, err = run(capsys, "validate", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data",
                          str(tmp_path / "data"), "--workers", "0")
     assert code == 1 and "4 class folders" in err and "the model has 3 classes" in err
+
+
+def test_missing_files_and_folders_are_named(hub, capsys, tmp_path):
+    code, out, err = run(capsys, "validate", "regnetx_200mf", "--weights", str(tmp_path / "nonexist.safetensors"),
+                         "--data", str(tmp_path))
+    assert code == 1 and f"file not found: {tmp_path / 'nonexist.safetensors'}" in err and "unknown model" not in err
+    code, out, err = run(capsys, "push", "missing.pth", "me/x")
+    assert code == 1 and "file not found: missing.pth" in err
+    # the data folder is checked before the weights are fetched (which may be gigabytes)
+    code, out, err = run(capsys, "validate", "regnety_32gf", "--data", str(tmp_path / "no_val"))
+    assert code == 1 and f"data folder not found: {tmp_path / 'no_val'}" in err
+    assert hub.requests == []
+
+
+def test_hub_refusal_is_a_clean_cli_error(hub, pycls_weights, capsys):
+    hub.fail[f"/{pycls_weights[1]}/resolve/"] = 403
+    code, out, err = run(capsys, "download", "regnetx_200mf")
+    assert code == 1 and err.startswith("regnet-zoo download: ") and "HTTP 403" in err and "Traceback" not in err

@@ -6,8 +6,11 @@ checkpoints; torchvision; transformers; timm), with every weight and BN statisti
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 import torch
+from pycls.models import anynet  # pinned test dependency: the paper's code
 
 import regnet_zoo
 from regnet_zoo.weights import WeightsError, WeightsMismatchError
@@ -18,7 +21,6 @@ X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 def pycls_model(name: str, randomize):
     """The paper code's AnyNet for registry model ``name`` (same stages), random weights."""
-    anynet = pytest.importorskip("pycls.models.anynet")
     arch = regnet_zoo.get_entry(name).cfg.to_anynet()
     net = anynet.AnyNet(stem_type="simple_stem_in", stem_w=arch.stem_width, block_type="res_bottleneck_block",
                         ds=arch.depths, ws=arch.widths, ss=arch.strides, bms=arch.bot_muls, gws=arch.group_widths,
@@ -174,3 +176,52 @@ def test_torchvision_origin_checks_the_hash_in_the_file_name(hub, randomize, tmp
     model = regnet_zoo.create("regnetx_800mf", pretrained="torchvision").eval()
     torch.testing.assert_close(model(X), ref(X), rtol=1e-5, atol=1e-5)
     assert model.pretrained_cfg["crop_pct"] == 0.9655 and model.pretrained_cfg["tag"] == "tv2_in1k"
+
+
+def test_pickle_that_is_not_plain_tensors_is_refused_without_unsafe_advice(tmp_path):
+    import collections
+
+    path = tmp_path / "model.pyth"
+    torch.save({"model_state": {"w": torch.ones(1)}, "meta": collections.OrderedDict, "obj": Fraction(1, 3)}, path)
+    with pytest.raises(WeightsError) as err:
+        regnet_zoo.create("regnetx_200mf", pretrained=str(path))
+    msg = str(err.value)
+    assert str(path) in msg and "not a plain state dict or checkpoint" in msg and "Fraction" in msg
+    assert "torch.load(weights_only=True)" in msg and ".safetensors" in msg
+    assert "weights_only` set to `False`" not in msg and "will likely succeed" not in msg
+    path.write_bytes(b"\x80\x02garbage" * 10)  # not even a pickle
+    with pytest.raises(WeightsError, match="not a plain state dict or checkpoint \\(or it is corrupt\\)") as err:
+        regnet_zoo.create("regnetx_200mf", pretrained=str(path))
+    assert "False" not in str(err.value)
+
+
+def test_original_file_names_carry_the_published_licence_and_preprocessing(randomize, tmp_path, capsys):
+    """A file named as published (pycls / torchvision URL) gets its manifest entry; any other name does not."""
+    from huggingface_hub import ModelCard
+
+    from regnet_zoo.cli import main
+
+    ref = pycls_model("regnetx_200mf", randomize)
+    for name in ("RegNetX-200MF_dds_8gpu.pyth", "my_run.pyth"):
+        save_pycls_checkpoint(ref, tmp_path / name)
+    known = regnet_zoo.create("regnetx_200mf", pretrained=str(tmp_path / "RegNetX-200MF_dds_8gpu.pyth"))
+    cfg = known.pretrained_cfg
+    assert (cfg["tag"], cfg["license"], cfg["interpolation"], cfg["crop_pct"]) == ("pycls_in1k", "mit", "bilinear",
+                                                                                 0.875)
+    assert "hf_hub_id" not in cfg and cfg["origin_url"].endswith("/RegNetX-200MF_dds_8gpu.pyth")
+    other = regnet_zoo.create("regnetx_200mf", pretrained=str(tmp_path / "my_run.pyth"))
+    assert "tag" not in other.pretrained_cfg and "license" not in other.pretrained_cfg
+    # convert to a folder: the model card's licence follows (unknown -> "other", or --license)
+    assert main(["convert", str(tmp_path / "RegNetX-200MF_dds_8gpu.pyth"), str(tmp_path / "known")]) == 0
+    assert main(["convert", str(tmp_path / "my_run.pyth"), str(tmp_path / "unknown")]) == 0
+    assert main(["convert", str(tmp_path / "my_run.pyth"), str(tmp_path / "stated"), "--license", "apache-2.0"]) == 0
+    capsys.readouterr()
+    cards = {d: ModelCard.load(tmp_path / d / "README.md") for d in ("known", "unknown", "stated")}
+    assert {d: c.data.license for d, c in cards.items()} == {"known": "mit", "unknown": "other",
+                                                             "stated": "apache-2.0"}
+    assert cards["known"].data.datasets == ["imagenet-1k"] and cards["unknown"].data.datasets is None
+    known_text = cards["known"].text
+    assert "regnetx_200mf.pycls_in1k" in known_text and "Designing Network Design Spaces" in known_text
+    assert "origin not recorded" in cards["unknown"].text and "trained with regnet-zoo" not in cards["unknown"].text
+    back = regnet_zoo.from_pretrained(tmp_path / "known").eval()
+    torch.testing.assert_close(back(X), ref(X.flip(1)), rtol=1e-5, atol=1e-5)

@@ -240,3 +240,85 @@ def test_hub_hash_from_a_head_request_when_the_cache_holds_copies(hub, pycls_wei
         hub.requests.clear()
         assert _hub_hash(str(copy), repo_id, filename, None, None) == expected
         assert [m for m, _, _ in hub.requests] == ["HEAD"]
+
+
+@pytest.mark.parametrize("status, words", [(403, "log in with a token"), (429, "too many requests"),
+                                           (503, "server error")])
+def test_hub_refusals_are_weights_errors_with_status_and_repo(hub, pycls_weights, status, words, monkeypatch):
+    import huggingface_hub.utils._http as hf_http
+
+    from regnet_zoo.weights import WeightsHubError
+
+    _, repo_id = pycls_weights
+    monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)  # huggingface_hub backs off on 429/5xx
+    hub.fail[f"/{repo_id}/resolve/"] = status
+    with pytest.raises(WeightsHubError) as err:
+        regnet_zoo.create("regnetx_200mf", pretrained=True)
+    assert err.value.status == status
+    msg = str(err.value)
+    assert f"answered HTTP {status} for '{repo_id}'" in msg and words in msg and "regnetx_200mf.pycls_in1k" in msg
+    assert "could not be reached" not in msg  # it was reached: it refused
+
+
+def test_offline_hint_for_a_repo_config_is_not_a_weights_path(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotCachedError) as err:
+        regnet_zoo.create("hf-hub:foo/bar")
+    msg = str(err.value)
+    assert "config.json" in msg and "regnet-zoo download hf-hub:foo/bar" in msg
+    assert "pretrained='path/to/config.json'" not in msg and "from_pretrained('path/to/folder')" in msg
+
+
+def test_non_commercial_weights_log_a_warning(hub, pycls_weights, tmp_path, monkeypatch, caplog):
+    """A tag under a non-commercial licence (SWAG: cc-by-nc-4.0), and a Hub repo whose config says so."""
+    from regnet_zoo.weights.manifest import manifest_path
+
+    ref, repo_id = pycls_weights
+    doc = json.loads(manifest_path().read_text())
+    nc = [w for w in doc["weights"] if w["model"] == "regnety_16gf" and w["tag"] == "swag_ft_in1k"][0]
+    for w in doc["weights"]:
+        if w["model"] == "regnetx_200mf":  # the small test weights under SWAG's terms
+            doc["weights"].append({**w, "tag": "nc_test", "default": False, "license": nc["license"]})
+            break
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("REGNET_ZOO_MANIFEST", str(tmp_path / "m.json"))
+    with caplog.at_level(logging.WARNING, logger="regnet_zoo.weights.manifest"):
+        regnet_zoo.create("regnetx_200mf", pretrained=True)
+        assert caplog.text == ""  # MIT: nothing to say
+        model = regnet_zoo.create("regnetx_200mf", pretrained="nc_test")
+    assert "permits non-commercial use only" in caplog.text and "cc-by-nc-4.0" in caplog.text
+    assert model.pretrained_cfg["license"] == "cc-by-nc-4.0"
+    caplog.clear()
+    config = json.loads(hub.files(repo_id)["config.json"])
+    config["pretrained_cfg"]["license"] = "cc-by-nc-4.0"
+    hub.commit("someone/nc-regnet", {"config.json": json.dumps(config).encode(),
+                                     "model.safetensors": hub.files(repo_id)["model.safetensors"]})
+    with caplog.at_level(logging.WARNING, logger="regnet_zoo.weights.manifest"):
+        regnet_zoo.create("hf-hub:someone/nc-regnet", pretrained=False)  # no weights, no warning
+        assert caplog.text == ""
+        regnet_zoo.create("hf-hub:someone/nc-regnet")
+    assert "hf-hub:someone/nc-regnet: licence cc-by-nc-4.0 permits non-commercial use only" in caplog.text
+
+
+def test_tv_weights_asked_of_the_papers_model_point_at_the_tv_model(hub):
+    for pretrained in ("tv2_in1k", "torchvision"):
+        with pytest.raises(WeightsNotFoundError) as err:
+            regnet_zoo.create("regnetx_400mf", pretrained=pretrained)
+        msg = str(err.value)
+        assert "no such weights: regnetx_400mf.tv2_in1k" in msg and "pycls_in1k (default)" in msg
+        assert "regnetx_400mf_tv has these weights" in msg and "widths differ" in msg
+    with pytest.raises(WeightsNotFoundError, match="regnety_800mf has these weights"):
+        regnet_zoo.create("regnety_800mf_tv", pretrained="pycls")
+    assert hub.requests == []  # decided from the manifest
+
+
+def test_a_tag_in_the_name_loads_weights_and_says_so(hub, pycls_weights, caplog):
+    ref, _ = pycls_weights
+    with caplog.at_level(logging.INFO, logger="regnet_zoo.factory"):
+        model = regnet_zoo.create("regnetx_200mf.pycls_in1k").eval()
+    assert "loading weights regnetx_200mf.pycls_in1k (tag in the name); pass pretrained=False" in caplog.text
+    torch.testing.assert_close(model(X), ref(X), rtol=0, atol=0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="regnet_zoo.factory"):
+        fresh = regnet_zoo.create("regnetx_200mf.pycls_in1k", pretrained=False).eval()
+    assert "tag in the name" not in caplog.text and not torch.equal(fresh(X), ref(X))

@@ -99,8 +99,23 @@ def test_torchvision_entries_report_torchvisions_documented_metrics():
     assert checked == 14 + 3 + 3  # tv2_in1k, swag_ft_in1k, swag_lc_in1k
 
 
-def test_pycls_entries_point_at_the_papers_model_zoo():
-    zoo = pytest.importorskip("pycls.models.model_zoo")
+# pycls dev/model_error.json (the paper code's model zoo, commit 5719de6): (top1_err, top5_err) in percent
+PYCLS_MODEL_ERROR = {
+    "RegNetX-200MF": (31.088, 11.342), "RegNetX-400MF": (27.382, 9.076), "RegNetX-600MF": (25.864, 8.198),
+    "RegNetX-800MF": (24.846, 7.592), "RegNetX-1.6GF": (23.038, 6.484), "RegNetX-3.2GF": (21.736, 5.862),
+    "RegNetX-4.0GF": (21.356, 5.736), "RegNetX-6.4GF": (20.844, 5.434), "RegNetX-8.0GF": (20.728, 5.42),
+    "RegNetX-12GF": (20.288, 5.284), "RegNetX-16GF": (19.956, 5.022), "RegNetX-32GF": (19.498, 4.878),
+    "RegNetY-200MF": (29.658, 10.378), "RegNetY-400MF": (25.898, 8.07), "RegNetY-600MF": (24.54, 7.28),
+    "RegNetY-800MF": (23.684, 6.846), "RegNetY-1.6GF": (22.066, 6.134), "RegNetY-3.2GF": (21.074, 5.454),
+    "RegNetY-4.0GF": (20.64, 5.336), "RegNetY-6.4GF": (20.11, 5.1), "RegNetY-8.0GF": (20.052, 5.06),
+    "RegNetY-12GF": (19.67, 4.856), "RegNetY-16GF": (19.608, 4.944), "RegNetY-32GF": (19.066, 4.568),
+}
+
+
+def test_pycls_entries_point_at_the_papers_model_zoo_and_report_its_errors():
+    from pycls.models import model_zoo as zoo  # pinned test dependency: the paper's code
+
+    seen = set()
     for e in load_manifest().entries:
         if e.tag != "pycls_in1k":
             continue
@@ -108,7 +123,57 @@ def test_pycls_entries_point_at_the_papers_model_zoo():
         assert e.origin.url == f"{zoo._URL_WEIGHTS}/{zoo._MODEL_ZOO_WEIGHTS[display]}", e.name
         rep = e.reported[0]
         assert (rep.by, rep.input_size, rep.crop_pct) == ("pycls", 224, 0.875)  # resize 256, crop 224
-        assert 68 < rep.top1 < 82 and rep.top5 > rep.top1
+        top1_err, top5_err = PYCLS_MODEL_ERROR[display]
+        assert (rep.top1, rep.top5) == (round(100 - top1_err, 3), round(100 - top5_err, 3)), e.name
+        seen.add(display)
+    assert seen == set(PYCLS_MODEL_ERROR)
+
+
+def test_paper_is_set_per_source():
+    m = load_manifest()
+    cfg = m.get("regnety_16gf", "pycls_in1k").pretrained_cfg()
+    assert (cfg["paper_name"], cfg["paper_ids"]) == ("Designing Network Design Spaces", "arXiv:2003.13678")
+    assert m.get("regnety_16gf", "swag_ft_in1k").pretrained_cfg()["paper_ids"] == "arXiv:2201.08371"
+    assert m.get("regnety_16gf", "deit_in1k").pretrained_cfg()["paper_ids"] == "arXiv:2012.12877"
+    for tag in ("tv2_in1k", "sw_in12k_ft_in1k", "lion_in12k_ft_in1k"):  # no paper of their own: none claimed
+        assert "paper_name" not in m.get("regnety_16gf", tag).pretrained_cfg(), tag
+    assert "paper_name" not in m.get("regnety_32gf", "seer").pretrained_cfg()
+
+
+def test_pretrained_table_rows():
+    from regnet_zoo.weights.manifest import pretrained_table
+
+    rows = pretrained_table(["RegNetY-16GF", "regnetx_200mf"])
+    assert [r["name"] for r in rows][:2] == ["regnety_16gf.pycls_in1k", "regnety_16gf.deit_in1k"]
+    assert rows[0]["default"] and not any(r["default"] for r in rows[1:-1]) and rows[-1]["default"]
+    by_name = {r["name"]: r for r in rows}
+    assert len(by_name) == len(load_manifest().for_model("regnety_16gf")) + 1
+    x = by_name["regnetx_200mf.pycls_in1k"]
+    assert (x["top1"], x["top5"]) == (round(100 - 31.088, 3), round(100 - 11.342, 3))
+    assert (x["source"], x["license"], x["non_commercial"], x["input_size"], x["crop_pct"], x["interpolation"],
+            x["hub_repo"], x["reported_by"], x["eval_size"]) == (
+        "pycls", "mit", False, 224, 0.875, "bilinear", "timm/regnetx_002.pycls_in1k", "pycls", 224)
+    swag = by_name["regnety_16gf.swag_ft_in1k"]
+    assert swag["non_commercial"] and swag["license"] == "cc-by-nc-4.0" and swag["input_size"] == 384
+    assert swag["pretrain_dataset"] == "instagram-3.6b" and swag["dataset"] == "imagenet-1k"
+    assert by_name["regnety_16gf.sw_in12k"]["top1"] is None  # an 11821-class head: no ImageNet-1k accuracy
+    json.dumps(rows)  # the CLI prints it as JSON
+    assert len(pretrained_table()) == len(load_manifest())
+
+
+def test_tag_of_the_tv_twin_is_pointed_out():
+    from regnet_zoo.weights import WeightsNotFoundError
+
+    m = load_manifest()
+    with pytest.raises(WeightsNotFoundError) as err:
+        m.get("regnetx_400mf", "tv2_in1k")
+    assert "regnetx_400mf_tv has these weights" in str(err.value)
+    assert "create('regnetx_400mf_tv', pretrained='tv2_in1k')" in str(err.value)
+    with pytest.raises(WeightsNotFoundError, match="create\\('regnetx_400mf', pretrained='pycls_in1k'\\)"):
+        m.get("regnetx_400mf_tv", "pycls_in1k")
+    with pytest.raises(WeightsNotFoundError) as err:  # no twin holds the tag: no hint
+        m.get("regnetx_200mf", "tv2_in1k")
+    assert "has these weights" not in str(err.value)
 
 
 def test_preprocessing_becomes_timms_pretrained_cfg():
@@ -129,6 +194,8 @@ def test_preprocessing_becomes_timms_pretrained_cfg():
     (lambda d: d["weights"][0]["hub"].update(filename="pytorch_model.bin"), "does not match '\\\\.safetensors$'"),
     (lambda d: d["weights"][0].update(preprocessing="fancy"), "unknown preprocessing preset 'fancy'"),
     (lambda d: d["weights"].append(copy.deepcopy(d["weights"][0])), "duplicate (model, tag)"),
+    (lambda d: d["weights"][0].update(paper="nobody"), "unknown paper 'nobody'"),
+    (lambda d: d["papers"]["regnet"].update(ids="2003.13678"), "papers/regnet/ids: '2003.13678' does not match"),
 ])
 def test_invalid_manifest_is_reported_precisely(doc, edit, message):
     bad = copy.deepcopy(doc)
@@ -155,7 +222,12 @@ def test_list_pretrained_shows_tags_and_defaults(capsys):
 
     assert main(["list", "regnety_16gf", "--pretrained", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows["regnety_16gf"][0] == "pycls_in1k (default)" and "swag_ft_in1k" in rows["regnety_16gf"]
+    assert rows[0]["name"] == "regnety_16gf.pycls_in1k" and rows[0]["default"] is True
+    swag = next(r for r in rows if r["tag"] == "swag_ft_in1k")
+    assert swag["non_commercial"] is True and swag["input_size"] == 384 and not swag["default"]
+    assert main(["list", "regnety_16gf", "--pretrained"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith("regnety_16gf.pycls_in1k *") and any("(NC)" in ln for ln in table)
 
 
 @pytest.mark.slow

@@ -36,20 +36,47 @@ def test_save_and_load_a_folder(tmp_path, randomize):
     torch.testing.assert_close(t(X), model(X), rtol=0, atol=0)
 
 
-def test_model_card_metadata_and_complexity(tmp_path):
+def test_model_card_metadata_and_complexity(tmp_path, caplog):
     model = regnet_zoo.create("regnety_400mf")
-    out = regnet_zoo.save_pretrained(model, tmp_path, metrics={"top1": 74.0, "top5": 91.7}, repo_id="me/y400")
+    with caplog.at_level("WARNING", logger="regnet_zoo.weights.publish"):
+        out = regnet_zoo.save_pretrained(model, tmp_path, metrics={"top1": 74.0, "top5": 91.7}, repo_id="me/y400")
+    assert "licence of these weights is unknown" in caplog.text
     card = ModelCard.load(out / "README.md")
     meta = card.data.to_dict()
-    assert meta["library_name"] == "timm" and meta["license"] == "mit" and meta["datasets"] == ["imagenet-1k"]
+    # weights of unknown origin: no licence or dataset is claimed for them
+    assert meta["library_name"] == "timm" and meta["license"] == "other" and "datasets" not in meta
     assert {"regnet", "image-classification"} <= set(meta["tags"])
     results = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert results == {"Top-1 accuracy": 74.0, "Top-5 accuracy": 91.7}
-    assert all(r.dataset_type == "imagenet-1k" for r in card.data.eval_results)
+    assert all(r.dataset_type == "unknown" for r in card.data.eval_results)
+    assert "Training data:** unknown" in card.text and "origin not recorded" in card.text
     cx = regnet_zoo.complexity("regnety_400mf")  # 224 px, the paper's counting
     assert f"({cx['flops']:,})" in card.text and f"({cx['params']:,})" in card.text
     assert 'regnet_zoo.create("hf-hub:me/y400", pretrained=True)' in card.text
     assert "| s1 | 1 | 48 | 8 | 6 | 1 |" in card.text  # RegNetY-400MF stage 1: d=1, w=48, g=8
+
+
+@pytest.mark.parametrize("name, tag, license, datasets", [
+    ("regnety_400mf", "pycls_in1k", "mit", ["imagenet-1k"]),
+    ("regnety_16gf", "swag_ft_in1k", "cc-by-nc-4.0", ["instagram-3.6b", "imagenet-1k"]),
+    ("regnety_16gf", "sw_in12k_ft_in1k", "apache-2.0", ["imagenet-12k", "imagenet-1k"]),
+])
+def test_model_card_of_published_weights_takes_licence_and_data_from_the_manifest(name, tag, license, datasets):
+    from regnet_zoo.weights.manifest import load_manifest
+    from regnet_zoo.weights.publish import model_card_text
+
+    w = load_manifest().get(name, tag)
+    model = regnet_zoo.create(name, device="meta")  # the card needs the architecture, not the numbers
+    model.pretrained_cfg = {**model.pretrained_cfg, **w.pretrained_cfg()}  # as pretrained=tag leaves it
+    card = ModelCard(model_card_text(model, metrics={"top1": 80.0}))
+    assert (card.data.license, card.data.datasets) == (license, datasets)
+    assert card.data.eval_results[0].dataset_type == "imagenet-1k"  # the classifier's label space
+    assert f"{name}.{tag} (from timm/" in card.text
+    # fine-tuned to another class count: the published head (and its label space) is gone
+    model.reset_classifier(10)
+    card = ModelCard(model_card_text(model))
+    assert card.data.license == license and card.data.datasets is None
+    assert f"derived from tag {tag}" in card.text
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
@@ -76,6 +103,47 @@ def test_only_classifier_models_are_published(tmp_path):
         regnet_zoo.save_pretrained(feats, tmp_path)
     with pytest.raises(regnet_zoo.weights.WeightsError, match="has no config.json"):
         regnet_zoo.from_pretrained(tmp_path)
+
+
+def test_from_pretrained_says_which_folder_is_missing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("./nope", "nope/", "runs/x/y", tmp_path / "nope"):
+        with pytest.raises(regnet_zoo.weights.WeightsError, match="folder .*nope.* does not exist|folder runs/x/y"):
+            regnet_zoo.from_pretrained(spelling)
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    with pytest.raises(regnet_zoo.weights.WeightsError, match="is a file; from_pretrained takes a folder"):
+        regnet_zoo.from_pretrained("w.safetensors")
+
+
+def test_one_channel_model_round_trips(tmp_path, hub, randomize):
+    """in_chans comes from the saved config.json (timm's model_args), for folders, Hub repos and timm."""
+    model = randomize(regnet_zoo.create("regnetx_200mf", in_chans=1, num_classes=5), seed=15).eval()
+    x1 = X[:, :1]
+    regnet_zoo.save_pretrained(model, tmp_path / "gray")
+    assert json.loads((tmp_path / "gray" / "config.json").read_text())["model_args"]["in_chans"] == 1
+    regnet_zoo.push_to_hub(model, "me/gray-x200")
+    for back in (regnet_zoo.from_pretrained(tmp_path / "gray"), regnet_zoo.create("hf-hub:me/gray-x200"),
+                 timm.create_model("hf-hub:me/gray-x200", pretrained=True)):
+        assert back.stem.conv.in_channels == 1
+        torch.testing.assert_close(back.eval()(x1), model(x1), rtol=0, atol=0)
+    three = regnet_zoo.create("hf-hub:me/gray-x200", pretrained=False, in_chans=3)  # an explicit argument wins
+    assert three.stem.conv.in_channels == 3
+    feats = regnet_zoo.from_pretrained(tmp_path / "gray", features_only=True, out_indices=(2,)).eval()
+    torch.testing.assert_close(feats(x1)[0], model.forward_intermediates(x1, indices=[2], intermediates_only=True)[0],
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("status, words", [(403, "log in with a token"), (429, "too many requests"),
+                                           (503, "server error")])
+def test_hub_refusals_on_push_are_weights_errors(hub, status, words, monkeypatch):
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)  # huggingface_hub backs off on 429/5xx
+    hub.fail["/api/repos/create"] = status
+    with pytest.raises(regnet_zoo.weights.WeightsHubError) as err:
+        regnet_zoo.push_to_hub(regnet_zoo.create("regnetx_200mf"), "me/refused")
+    assert err.value.status == status
+    assert f"HTTP {status} for 'me/refused'" in str(err.value) and words in str(err.value)
 
 
 def test_push_then_fetch_with_regnet_zoo_and_timm(hub, randomize):
