@@ -7,6 +7,11 @@ extra levels ("pool" for ``LastLevelMaxPool``, "p6"/"p7" for ``LastLevelP6P7``).
 torchvision's ResNet-FPN recipe: with ImageNet weights, BN is frozen (timm's
 ``freeze_batch_norm_2d``, which keeps the ReLU that our ``BatchNormAct2d`` layers carry) and only the
 last 3 stages train; from scratch everything trains.
+
+The detector builders size the anchors by each map's stride (R-CNN: 8 x stride, i.e. torchvision's
+32 ... 512 on strides 4 ... 64; RetinaNet: 4 x stride with 3 scales per octave, 32 ... 512 on strides
+8 ... 128) and normalise images with the backbone's ``pretrained_cfg`` mean / std (the statistics its
+weights were trained with) unless ``image_mean`` / ``image_std`` are given.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from regnet_zoo.config import ModelCfg
 from regnet_zoo.factory import create
 from regnet_zoo.models import AnyNet
 
+RCNN_ANCHOR_SIZE_PER_STRIDE = 8  # FPN paper / torchvision: 32 px anchors on the stride-4 map
+RETINANET_ANCHOR_SIZE_PER_STRIDE = 4  # RetinaNet paper / torchvision: 32 px anchors on the stride-8 map (P3)
+# extra FPN levels torchvision's blocks add; each halves the size of the level before it
+EXTRA_LEVEL_NAMES: dict[type[ExtraFPNBlock], tuple[str, ...]] = {LastLevelMaxPool: ("pool",),
+                                                                 LastLevelP6P7: ("p6", "p7")}
+
 
 def freeze_stages(model: AnyNet, trainable_stages: int) -> None:
     """Stop gradients of the stem and all but the last ``trainable_stages`` stages (0..5, as torchvision)."""
@@ -44,7 +55,7 @@ def freeze_stages(model: AnyNet, trainable_stages: int) -> None:
 
 
 def regnet_fpn_backbone(
-    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
     pretrained: bool | str | os.PathLike = False,
     *,
     returned_stages: Sequence[int] = (1, 2, 3, 4),
@@ -59,7 +70,8 @@ def regnet_fpn_backbone(
     """A torchvision ``BackboneWithFPN`` on a zoo model.
 
     Args:
-        model: zoo name (``"regnety_1.6gf"``, ``"hf-hub:org/repo"``), ``RegNetCfg``/``AnyNetCfg`` or config dict.
+        model: zoo name (``"regnety_1.6gf"``, ``"hf-hub:org/repo"``), ``RegNetCfg``/``AnyNetCfg``, config dict,
+            or a built zoo classifier (``AnyNet``, e.g. fine-tuned; used as it is, not copied).
         pretrained: ImageNet weights, passed to ``regnet_zoo.create`` (True, a tag, or a file path).
         returned_stages: stages (1 = s1 at stride 4 ... 4 = s4 at stride 32) fed to the FPN, increasing.
         trainable_stages: stages that train, counted from the last, 5 = all incl. the stem
@@ -72,13 +84,20 @@ def regnet_fpn_backbone(
         **create_kwargs: further ``regnet_zoo.create`` options (``in_chans``, ``output_stride``, ...).
 
     Returns:
-        ``BackboneWithFPN``: (N, C, H, W) -> OrderedDict of (N, out_channels, H / 2^(s+1), W / 2^(s+1)).
+        ``BackboneWithFPN``: (N, C, H, W) -> OrderedDict of (N, out_channels, H / 2^(s+1), W / 2^(s+1)),
+        with ``feature_info`` (channels, strides of the returned stages) and the model's ``pretrained_cfg``.
     """
     for key in ("features_only", "num_classes", "out_indices"):
         if key in create_kwargs:
             raise TypeError(f"regnet_fpn_backbone() does not take {key!r}: the backbone's outputs are chosen "
                             f"by returned_stages")
-    net = create(model, pretrained=pretrained, num_classes=0, cache_dir=cache_dir, **create_kwargs)
+    if isinstance(model, nn.Module):
+        if pretrained or cache_dir is not None or create_kwargs:
+            raise TypeError("regnet_fpn_backbone() takes pretrained, cache_dir and create options only with a model "
+                            "name or config, not with a built model (load its weights before)")
+        net = model
+    else:
+        net = create(model, pretrained=pretrained, num_classes=0, cache_dir=cache_dir, **create_kwargs)
     if not isinstance(net, AnyNet):
         raise TypeError(f"expected a zoo AnyNet from {model!r}, got {type(net).__name__}")
     n_stages = len(net.stage_names)
@@ -98,27 +117,78 @@ def regnet_fpn_backbone(
                                extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
                                norm_layer=fpn_norm_layer)
     backbone.feature_info = [net.feature_info[s] for s in returned]
+    backbone.pretrained_cfg = dict(net.pretrained_cfg)
     return backbone
 
 
+def feature_maps(backbone: nn.Module) -> list[tuple[str, int]]:
+    """(name, stride in pixels) of each map a detection backbone returns, in order.
+
+    Known without running the model for ``regnet_fpn_backbone`` results (stage maps "0", "1", ... at their
+    ``feature_info`` reductions, then the extra levels of ``LastLevelMaxPool`` / ``LastLevelP6P7``, each at
+    twice the stride before it). Other backbones or extra blocks are probed once on a zero 256 x 256
+    image in eval mode (BN statistics untouched).
+    """
+    info = getattr(backbone, "feature_info", None)
+    extra = getattr(getattr(backbone, "fpn", None), "extra_blocks", None)
+    if info is not None and (extra is None or type(extra) in EXTRA_LEVEL_NAMES):
+        maps = [(str(i), int(f["reduction"])) for i, f in enumerate(info)]
+        for name in EXTRA_LEVEL_NAMES.get(type(extra), ()):
+            maps.append((name, 2 * maps[-1][1]))
+        return maps
+    return _probe_feature_maps(backbone)
+
+
 @torch.no_grad()
-def feature_map_names(backbone: nn.Module, in_chans: int = 3) -> list[str]:
-    """Names of the maps a detection backbone returns (probed on a 64 x 64 input, BN stats untouched)."""
+def _probe_feature_maps(backbone: nn.Module, size: int = 256) -> list[tuple[str, int]]:
+    stem = getattr(getattr(backbone, "body", None), "stem", None)
+    in_chans = getattr(stem, "in_chans", 3)
     was_training = backbone.training
     backbone.eval()
     try:
         param = next(backbone.parameters())
-        names = list(backbone(torch.zeros(1, in_chans, 64, 64, dtype=param.dtype, device=param.device)))
+        out = backbone(torch.zeros(1, in_chans, size, size, dtype=param.dtype, device=param.device))
     finally:
         backbone.train(was_training)
-    return names
+    return [(name, round(size / t.shape[-1])) for name, t in out.items()]
 
 
-def default_anchor_generator(num_levels: int, scales_per_octave: int = 1) -> AnchorGenerator:
-    """torchvision's anchors for ``num_levels`` maps: sizes 32 * 2^level (x 2^(k/scales)), ratios 0.5, 1, 2."""
-    sizes = tuple(tuple(int(32 * 2**level * 2 ** (k / scales_per_octave)) for k in range(scales_per_octave))
-                  for level in range(num_levels))
-    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * num_levels)
+def feature_map_names(backbone: nn.Module) -> list[str]:
+    """Names of the maps a detection backbone returns ("0", "1", ..., "pool"), see ``feature_maps``."""
+    return [name for name, _ in feature_maps(backbone)]
+
+
+def default_anchor_generator(strides: Sequence[int], size_per_stride: int = RCNN_ANCHOR_SIZE_PER_STRIDE,
+                             scales_per_octave: int = 1) -> AnchorGenerator:
+    """Anchors for maps of the given strides: sizes ``size_per_stride * stride * 2^(k / scales_per_octave)``
+    (k < scales_per_octave) pixels, aspect ratios 0.5, 1, 2.
+
+    ``size_per_stride=8`` gives torchvision's Faster/Mask R-CNN anchors (32 ... 512 on strides 4 ... 64),
+    ``4`` with 3 scales per octave its RetinaNet anchors ((32, 40, 50) ... on strides 8 ... 128).
+    """
+    sizes = tuple(tuple(int(size_per_stride * stride * 2 ** (k / scales_per_octave)) for k in range(scales_per_octave))
+                  for stride in strides)
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+
+
+def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any], mean_key: str = "image_mean",
+                   std_key: str = "image_std") -> dict[str, Any]:
+    """The detector's image mean / std: the backbone's ``pretrained_cfg`` statistics unless given."""
+    cfg = getattr(backbone, "pretrained_cfg", {})
+    in_chans = backbone.body.stem.in_chans
+    out = {}
+    for key, cfg_key in ((mean_key, "mean"), (std_key, "std")):
+        if key in kwargs:  # explicit arguments win (None: torchvision's ImageNet defaults)
+            continue
+        value = cfg.get(cfg_key)
+        if value is None:
+            continue
+        if len(value) != in_chans:
+            raise ValueError(f"the backbone takes {in_chans} input channels but its pretrained_cfg {cfg_key} has "
+                             f"{len(value)} values {tuple(value)}; pass {mean_key} and {std_key} with {in_chans} "
+                             "values")
+        out[key] = [float(v) for v in value]
+    return out
 
 
 def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, **kwargs) -> BackboneWithFPN:
@@ -127,17 +197,18 @@ def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, **k
 
 
 def _rcnn_parts(backbone: BackboneWithFPN, kwargs: dict[str, Any], mask: bool) -> dict[str, Any]:
-    names = feature_map_names(backbone, backbone.body.stem.in_chans)
-    stage_maps = [n for n in names if n.isdigit()]
-    parts = dict(rpn_anchor_generator=default_anchor_generator(len(names)),
-                 box_roi_pool=MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2))
+    maps = feature_maps(backbone)
+    stage_maps = [n for n, _ in maps if n.isdigit()]
+    parts = dict(rpn_anchor_generator=default_anchor_generator([s for _, s in maps], RCNN_ANCHOR_SIZE_PER_STRIDE),
+                 box_roi_pool=MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2),
+                 **_normalisation(backbone, kwargs))
     if mask:
         parts["mask_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=14, sampling_ratio=2)
     return {**parts, **kwargs}
 
 
 def fasterrcnn_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
     num_classes: int = 91,
     pretrained_backbone: bool | str | os.PathLike = False,
     *,
@@ -150,8 +221,9 @@ def fasterrcnn_regnet_fpn(
 ) -> FasterRCNN:
     """torchvision ``FasterRCNN`` (``num_classes`` incl. background) on a RegNet-FPN backbone.
 
-    Anchors and RoI pooling are sized to the backbone's maps; ``detector_kwargs`` go to ``FasterRCNN``
-    (``min_size``, ``max_size``, ``box_score_thresh``, ...).
+    Anchors (8 x each map's stride) and RoI pooling are sized to the backbone's maps; images are normalised
+    with the backbone's ``pretrained_cfg`` mean / std; ``detector_kwargs`` go to ``FasterRCNN``
+    (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
     """
     backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
                              trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
@@ -160,7 +232,7 @@ def fasterrcnn_regnet_fpn(
 
 
 def maskrcnn_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
     num_classes: int = 91,
     pretrained_backbone: bool | str | os.PathLike = False,
     *,
@@ -179,7 +251,7 @@ def maskrcnn_regnet_fpn(
 
 
 def retinanet_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] = "regnetx_3.2gf",
+    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
     num_classes: int = 91,
     pretrained_backbone: bool | str | os.PathLike = False,
     *,
@@ -190,15 +262,17 @@ def retinanet_regnet_fpn(
     backbone_kwargs: dict[str, Any] | None = None,
     **detector_kwargs: Any,
 ) -> RetinaNet:
-    """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5), 3 scales per octave."""
+    """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5); anchors 4 x stride
+    with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as ``fasterrcnn_regnet_fpn``)."""
     backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelP6P7(out_channels, out_channels),
                              trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
                              **(backbone_kwargs or {}))
+    parts = dict(**_normalisation(backbone, detector_kwargs))
     if "anchor_generator" not in detector_kwargs:
-        n_maps = len(feature_map_names(backbone, backbone.body.stem.in_chans))
-        detector_kwargs["anchor_generator"] = default_anchor_generator(n_maps, scales_per_octave=3)
-    return RetinaNet(backbone, num_classes=num_classes, **detector_kwargs)
+        parts["anchor_generator"] = default_anchor_generator([s for _, s in feature_maps(backbone)],
+                                                             RETINANET_ANCHOR_SIZE_PER_STRIDE, scales_per_octave=3)
+    return RetinaNet(backbone, num_classes=num_classes, **parts, **detector_kwargs)
 
 
-__all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "freeze_stages",
+__all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "feature_maps", "freeze_stages",
            "maskrcnn_regnet_fpn", "regnet_fpn_backbone", "retinanet_regnet_fpn"]

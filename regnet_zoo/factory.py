@@ -19,6 +19,7 @@ from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
 from regnet_zoo.models import AnyNet, wrap_features
+from regnet_zoo.models.anynet import pretrained_cfg_for_channels
 from regnet_zoo.registry import ModelEntry, split_name_tag
 from regnet_zoo.weights import HF_HUB_PREFIX
 
@@ -124,6 +125,7 @@ def create(
         net.to(dtype=dtype)
     if overlay:
         net.pretrained_cfg = {**net.pretrained_cfg, **overlay}
+    net.pretrained_cfg = pretrained_cfg_for_channels(net.pretrained_cfg, net.in_chans)
     if features_only:
         return wrap_features(net, out_indices, feature_cls)
     return net

@@ -1,14 +1,30 @@
-"""Figure of a benchmark ``Report``: throughput bars and activation memory / time vs analytic counts."""
+"""Figure of a benchmark ``Report``: throughput bars and training memory vs analytic activations."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from regnet_zoo.benchmark.runner import Report
+from regnet_zoo.benchmark.report import MiB, Report
+from regnet_zoo.weights.files import atomic_write
+
+COLORS = {"zoo": "tab:blue", "timm": "tab:orange", "torchvision": "tab:green", "zoo fused / compiled": "tab:purple",
+          "EfficientNet (timm)": "tab:red"}
 
 
-def plot_report(rep: Report, path: str | os.PathLike) -> None:
-    """Write a PNG/PDF/SVG (by suffix): inference and training images/s per model; memory vs acts."""
+def _color(row: dict) -> str:
+    if row["arch"].startswith("efficientnet"):
+        return COLORS["EfficientNet (timm)"]
+    return COLORS.get(row["impl"], COLORS["zoo fused / compiled"])
+
+
+def _label(row: dict) -> str:
+    group = row.get("group", "")
+    return row["name"] + (f" [{group.split('_')[-1].upper()} pair]" if group.startswith("pair:") else "")
+
+
+def plot_report(rep: Report, path: str | os.PathLike) -> Path:
+    """Write a PNG/PDF/SVG (by suffix), atomically: images/s per timed case; training memory vs acts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,37 +32,46 @@ def plot_report(rep: Report, path: str | os.PathLike) -> None:
     from matplotlib.patches import Patch
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
     panels = [(t, rows) for t, rows in (("inference", rep.inference), ("training step", rep.training)) if rows]
-    zoo_mem = [m for m in rep.memory if "acts" in m]
-    n = len(panels) + (1 if zoo_mem else 0)
+    n = len(panels) + (1 if rep.memory else 0)
     if n == 0:
         raise ValueError("nothing to plot: the report has no inference, training or memory rows")
-    height = max(3.0, 0.28 * max([len(rows) for _, rows in panels] + [8]))
+    height = max(3.0, 0.22 * max([len(rows) for _, rows in panels] + [8]))
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, height), squeeze=False)
     axes = list(axes[0])
-    colors = {"zoo": "tab:blue", "timm": "tab:orange", "torchvision": "tab:green"}
     for ax, (title, rows) in zip(axes, panels):
-        names = [r["name"] for r in rows]
-        values = [r["images_per_s"] for r in rows]
-        ax.barh(range(len(rows)), values, color=[colors.get(r["impl"], "tab:purple") for r in rows])
-        ax.set_yticks(range(len(rows)), names, fontsize=7)
+        ax.barh(range(len(rows)), [r["images_per_s"] for r in rows], color=[_color(r) for r in rows])
+        ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=6)
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(f"images/s ({rep.machine.get('device')}, {rep.machine.get('amp')})")
+        ax.set_xlabel(f"images/s ({rep.machine.get('device')}, {rep.machine.get('amp')}, median of interleaved calls)")
         ax.set_title(title)
-    axes[0].legend(handles=[Patch(color=c, label=k) for k, c in colors.items()] + [
-        Patch(color="tab:purple", label="zoo fused / compiled")], fontsize=7, loc="lower right")
-    if zoo_mem:
+    if panels:
+        axes[0].legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items()], fontsize=7, loc="lower right")
+    if rep.memory:
         ax = axes[-1]
-        acts = [m["acts"] * m["batch"] / 1e6 for m in zoo_mem]
-        ax.scatter(acts, [m["measured_bytes"] / 2**20 for m in zoo_mem], label="measured activation memory")
-        for m, a in zip(zoo_mem, acts):
-            ax.annotate(m["arch"], (a, m["measured_bytes"] / 2**20), fontsize=7)
+        for key, marker, what in (("saved_for_backward_bytes", "o", "saved for backward"),
+                                  ("peak_bytes", "^", "measured peak of the step")):
+            rows = [m for m in rep.memory if m[key] is not None]
+            if not rows:
+                continue
+            ax.scatter([m["acts"] * m["batch"] / 1e6 for m in rows], [m[key] / MiB for m in rows], marker=marker,
+                       c=[_color(m) for m in rows], label=what)
+        for m in rep.memory:
+            ax.annotate(m["arch"], (m["acts"] * m["batch"] / 1e6, m["saved_for_backward_bytes"] / MiB), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("analytic activations x batch (millions)")
-        ax.set_ylabel("MiB saved for backward")
-        ax.set_title("training memory vs activations")
+        ax.set_ylabel("MiB")
+        ax.set_title(f"training-step memory vs activations (batch {rep.memory[0]['batch']})")
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
+    finally:
+        plt.close(fig)
+    return path

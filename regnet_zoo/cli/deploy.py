@@ -10,15 +10,17 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from regnet_zoo.weights.files import atomic_write
+
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 # presets of `regnet-zoo benchmark`; explicit options override them
 PRESETS: dict[str, dict[str, object]] = {
     "quick": dict(models="regnetx_200mf", efficientnets="b0", headline=False, compile=False, repeats=3, warmup=1,
                   batch=4, train_batch=4, memory_batch=4),
-    "full": dict(models="regnetx_400mf,regnetx_800mf,regnetx_1.6gf,regnetx_3.2gf,regnetx_8.0gf,regnety_400mf,"
-                        "regnety_800mf_tv,regnety_1.6gf,regnety_4.0gf,regnety_8.0gf",
+    # CPU, 2 threads, quiet machine: about 30 minutes, < 10 GB RAM (B5 @456 keeps ~1.3 GB per image for backward)
+    "full": dict(models="regnetx_200mf,regnetx_800mf,regnetx_1.6gf,regnety_4.0gf,regnetx_8.0gf",
                  efficientnets="b0,b1,b2,b3,b4,b5", headline=True, compile=True, repeats=7, warmup=2,
-                 batch=8, train_batch=8, memory_batch=4),  # B5 @456 keeps ~1.25 GB per image for backward
+                 batch=8, train_batch=4, memory_batch=4),
 }
 GPU_BATCHES = dict(batch=256, train_batch=128, memory_batch=64)  # PERF.md's GPU protocol
 
@@ -78,8 +80,9 @@ def export_main(argv: list[str]) -> int:
         else:
             to_torchscript(exported, example, out, method=a.torchscript_method)
             diff = None if a.no_check else _check_torchscript(out, model, checks, a.atol)
-    except ExportError as err:
-        print(f"regnet-zoo export: {err}", file=sys.stderr)
+    except ExportError as err:  # incl. ExportDependencyError: names the packages and `pip install regnet-zoo[export]`
+        unchecked = f" (wrote {out} unchecked; --no-check skips the check)" if out.exists() else ""
+        print(f"regnet-zoo export {a.name}: {err}{unchecked}", file=sys.stderr)
         return 1
     what = f"checked at batch {', '.join(str(len(x)) for x in checks)}: max abs diff {diff:.2e}" if diff is not None \
         else "not checked"
@@ -113,9 +116,10 @@ def _benchmark_parser() -> argparse.ArgumentParser:
                                 "training activation memory. Explicit options override the preset.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     p.add_argument("--models", help="comma-separated zoo names")
-    p.add_argument("--efficientnets", help="comma-separated EfficientNet variants (b0..b7) or 'none'")
+    p.add_argument("--efficientnets", help="comma-separated EfficientNet variants (b0..b7) or 'none'; each is timed "
+                   "side by side with its flops-matched RegNets of the paper's Table 4 at its native resolution")
     p.add_argument("--headline", action=argparse.BooleanOptionalAction, default=None,
-                   help="RegNetX-8.0GF @224 vs EfficientNet-B5 @456 (the paper's claim)")
+                   help="RegNetX-8.0GF @224 vs EfficientNet-B5 @456 (the paper's claim; timed with the B5 pair)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also time torch.compile of the fused channels_last model")
     p.add_argument("--torchvision", action=argparse.BooleanOptionalAction, default=True)
@@ -131,6 +135,10 @@ def _benchmark_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="infer,train,memory", help="subset of infer,train,memory")
     p.add_argument("--layouts", default="nchw,nhwc", help="subset of nchw,nhwc")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the machine's peak FLOP/s")
+    p.add_argument("--no-peak-memory", action="store_true",
+                   help="memory: only count the bytes saved for backward, skip measuring the step's peak "
+                        "(CPU: a fresh subprocess per model)")
+    p.add_argument("--details", action="store_true", help="also print every timed row and every ratio")
     p.add_argument("--json", default=None, help="write the full report here")
     p.add_argument("--plot", default=None, help="write a figure here (.png/.pdf/.svg)")
     return p
@@ -140,15 +148,32 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip().lower() != "none")
 
 
-def benchmark_main(argv: list[str]) -> int:
-    a = _benchmark_parser().parse_args(argv)
+def resolve_device(device: str) -> str:
+    """The device kind ``--device`` means: "cuda" for cuda[:i] (and auto with CUDA present), else "cpu"."""
     import torch
 
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
+
+
+def benchmark_device(argv: list[str]) -> str:
+    """The device kind ("cpu" / "cuda") ``regnet-zoo benchmark argv`` runs on (other options are ignored)."""
+    known, _ = _benchmark_parser().parse_known_args(argv)
+    return resolve_device(known.device)
+
+
+def benchmark_main(argv: list[str]) -> int:
+    a = _benchmark_parser().parse_args(argv)
     from regnet_zoo.benchmark import BenchConfig, run_benchmark, summary
     from regnet_zoo.registry import UnknownModelError
 
     preset = dict(PRESETS[a.preset])
-    cuda = a.device.startswith("cuda") or (a.device == "auto" and torch.cuda.is_available())
+    try:
+        cuda = resolve_device(a.device) == "cuda"
+    except RuntimeError as err:
+        print(f"regnet-zoo benchmark: bad --device {a.device!r}: {err}", file=sys.stderr)
+        return 2
     if cuda and a.preset == "full":
         preset.update(GPU_BATCHES)
     pick = {k: getattr(a, k) if getattr(a, k) is not None else preset[k] for k in
@@ -165,28 +190,24 @@ def benchmark_main(argv: list[str]) -> int:
                           train_batch=pick["train_batch"], memory_batch=pick["memory_batch"], device=a.device,
                           amp=a.amp, threads=a.threads, warmup=pick["warmup"], repeats=pick["repeats"],
                           iters=a.iters, infer="infer" in modes, train="train" in modes, memory="memory" in modes,
-                          layouts=_split(a.layouts), compile=pick["compile"], peak=not a.no_peak)
+                          peak_memory=not a.no_peak_memory, layouts=_split(a.layouts), compile=pick["compile"],
+                          peak=not a.no_peak)
     except (UnknownModelError, ValueError) as err:
         print(f"regnet-zoo benchmark: {err}", file=sys.stderr)
         return 2
     report = run_benchmark(cfg, log=lambda s: print(s, flush=True))
-    print(summary(report))
+    print(summary(report, details=a.details))
     if a.json:
-        _write_atomic(Path(a.json), json.dumps(asdict(report), indent=1))
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(a.json, json.dumps(asdict(report), indent=1))
         print(f"wrote {a.json}")
     if a.plot:
         from regnet_zoo.benchmark.plot import plot_report
 
+        Path(a.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, a.plot)
         print(f"wrote {a.plot}")
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(command: str, argv: list[str]) -> int:

@@ -38,6 +38,23 @@ def default_pretrained_cfg(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+def pretrained_cfg_for_channels(cfg: dict[str, Any], in_chans: int) -> dict[str, Any]:
+    """``cfg`` with input_size, mean and std for ``in_chans`` input channels.
+
+    Matches how timm adapts 3-channel weights (``adapt_input_conv``): one channel sums the RGB
+    kernels, so it takes the channel-average mean/std; N > 3 channels repeat RGB cyclically.
+    """
+    cfg = dict(cfg)
+    if "input_size" in cfg:
+        cfg["input_size"] = (in_chans, *tuple(cfg["input_size"])[1:])
+    for key in ("mean", "std"):
+        v = cfg.get(key)
+        if v is not None and len(v) != in_chans:
+            v = tuple(v)
+            cfg[key] = (sum(v) / len(v),) if in_chans == 1 else tuple(v[i % len(v)] for i in range(in_chans))
+    return cfg
+
+
 class AnyNet(nn.Module):
     """AnyNet (and RegNet) classifier: stem -> stages s1..sN -> pool -> linear.
 
@@ -79,7 +96,7 @@ class AnyNet(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.output_stride = output_stride
-        self.pretrained_cfg = default_pretrained_cfg(num_classes=num_classes)
+        self.pretrained_cfg = pretrained_cfg_for_channels(default_pretrained_cfg(num_classes=num_classes), in_chans)
 
         arch = self.arch
         self.stem = Stem(in_chans, arch.stem_width)

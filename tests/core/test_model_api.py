@@ -254,3 +254,16 @@ def test_prune_intermediate_layers_keeps_the_requested_features():
         after = m.forward_intermediates(X, indices=(1, 2), intermediates_only=True)
     assert [t.shape for t in after] == [(2, 24, 16, 16), (2, 56, 8, 8)]
     assert all(torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_pretrained_cfg_follows_in_chans():
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    one = regnet_zoo.create("regnetx_200mf", in_chans=1).pretrained_cfg
+    assert one["input_size"] == (1, 224, 224)
+    assert one["mean"] == pytest.approx((sum(IMAGENET_DEFAULT_MEAN) / 3,))
+    assert one["std"] == pytest.approx((sum(IMAGENET_DEFAULT_STD) / 3,))
+    four = regnet_zoo.create("regnetx_200mf", in_chans=4).pretrained_cfg
+    assert four["mean"] == (*IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_MEAN[0]) and four["input_size"][0] == 4
+    assert timm.data.resolve_data_config(model=regnet_zoo.create("regnetx_200mf", in_chans=1))["input_size"] == (
+        1, 224, 224)

@@ -6,8 +6,19 @@ import math
 
 import pytest
 import torch
+from torchvision.models.detection import faster_rcnn as tv_faster_rcnn
+from torchvision.models.detection import retinanet as tv_retinanet
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from regnet_zoo.detection import fasterrcnn_regnet_fpn, maskrcnn_regnet_fpn, retinanet_regnet_fpn
+import regnet_zoo
+from regnet_zoo.detection import (
+    fasterrcnn_regnet_fpn,
+    feature_map_names,
+    feature_maps,
+    maskrcnn_regnet_fpn,
+    regnet_fpn_backbone,
+    retinanet_regnet_fpn,
+)
 
 SIZE = 128
 SMALL_RCNN = dict(min_size=SIZE, max_size=SIZE, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
@@ -90,16 +101,85 @@ def test_train_steps_decrease_loss_then_eval(kind):
             assert det["masks"].shape == (k, 1, SIZE, SIZE)
 
 
-def test_detectors_use_all_backbone_levels():
+def test_default_anchors_equal_torchvision_defaults():
+    # torchvision's ResNet-FPN detectors use the same levels: R-CNN strides 4..64, RetinaNet 8..128
     faster = BUILDERS["faster"]()
     assert faster.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2", "3"]
-    assert faster.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))  # torchvision's
+    assert faster.rpn.anchor_generator.sizes == tv_faster_rcnn._default_anchorgen().sizes  # 32 ... 512
+    assert faster.rpn.anchor_generator.aspect_ratios == tv_faster_rcnn._default_anchorgen().aspect_ratios
     retina = BUILDERS["retina"]()
-    assert len(retina.anchor_generator.sizes) == 5  # s2..s4 + P6 + P7
-    assert retina.anchor_generator.sizes[0] == (32, 40, 50)  # torchvision RetinaNet: 2^(k/3) scales
+    assert retina.anchor_generator.sizes == tv_retinanet._default_anchorgen().sizes  # (32, 40, 50) ... on P3..P7
+    assert [b.num_anchors_per_location()[0] for b in (faster.rpn.anchor_generator, retina.anchor_generator)] == [3, 9]
+
+
+def test_anchor_sizes_follow_the_stride():
     mask = maskrcnn_regnet_fpn("regnetx_200mf", num_classes=3, returned_stages=(2, 3, 4), **SMALL_RCNN)
     assert mask.roi_heads.mask_roi_pool.featmap_names == ["0", "1", "2"]
-    assert len(mask.rpn.anchor_generator.sizes) == 4
+    # maps at strides 8, 16, 32 + "pool" at 64: anchors 8 x stride, as torchvision's 32 px at stride 4
+    assert mask.rpn.anchor_generator.sizes == ((64,), (128,), (256,), (512,))
+    dilated = fasterrcnn_regnet_fpn("regnetx_200mf", num_classes=3, backbone_kwargs=dict(output_stride=16),
+                                    **SMALL_RCNN)
+    assert feature_maps(dilated.backbone) == [("0", 4), ("1", 8), ("2", 16), ("3", 16), ("pool", 32)]
+    assert dilated.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (128,), (256,))
+    retina = retinanet_regnet_fpn("regnetx_200mf", num_classes=3, returned_stages=(3, 4), **SMALL_RETINA)
+    assert feature_maps(retina.backbone) == [("0", 16), ("1", 32), ("p6", 64), ("p7", 128)]
+    assert retina.anchor_generator.sizes == ((64, 80, 101), (128, 161, 203), (256, 322, 406), (512, 645, 812))
+
+
+def test_feature_maps_are_known_without_a_forward_pass(monkeypatch):
+    backbone = regnet_fpn_backbone("regnety_200mf", returned_stages=(1, 3), out_channels=32)
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("feature_maps ran the backbone")
+
+    monkeypatch.setattr(backbone, "forward", no_forward)
+    assert feature_maps(backbone) == [("0", 4), ("1", 16), ("pool", 32)]
+    assert feature_map_names(backbone) == ["0", "1", "pool"]
+    monkeypatch.undo()
+    with torch.no_grad():  # what the backbone really returns on a 128 x 96 image
+        out = backbone.eval()(torch.zeros(1, 3, 128, 96))
+    assert [(k, 128 // v.shape[-2], 96 // v.shape[-1]) for k, v in out.items()] == [
+        (name, stride, stride) for name, stride in feature_maps(backbone)]
+
+
+def test_custom_extra_block_is_probed():
+    class Subsample(LastLevelMaxPool):  # not one of torchvision's own blocks: its levels are learned by running it
+        pass
+
+    backbone = regnet_fpn_backbone("regnetx_200mf", returned_stages=(2, 4), out_channels=32,
+                                   extra_blocks=Subsample())
+    before = {k: v.clone() for k, v in backbone.state_dict().items() if "running" in k}
+    backbone.train()
+    assert feature_maps(backbone) == [("0", 8), ("1", 32), ("pool", 64)]
+    assert backbone.training and all(torch.equal(v, backbone.state_dict()[k]) for k, v in before.items())
+
+
+def test_normalisation_follows_the_backbone_pretrained_cfg():
+    net = regnet_zoo.create("regnetx_200mf")
+    # e.g. fine-tuned on data with other statistics (RegNetClassifier.export_model writes them here)
+    net.pretrained_cfg = {**net.pretrained_cfg, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    faster = fasterrcnn_regnet_fpn(net, num_classes=3, **SMALL_RCNN)
+    assert faster.transform.image_mean == [0.5, 0.5, 0.5] and faster.transform.image_std == [0.25, 0.25, 0.25]
+    image = torch.rand(3, SIZE, SIZE)
+    normalised = faster.transform.normalize(image)
+    torch.testing.assert_close(normalised, (image - 0.5) / 0.25)
+    retina = retinanet_regnet_fpn("regnetx_200mf", num_classes=3, image_std=[1.0, 1.0, 1.0], **SMALL_RETINA)
+    assert retina.transform.image_mean == [0.485, 0.456, 0.406]  # the zoo model's (ImageNet) statistics
+    assert retina.transform.image_std == [1.0, 1.0, 1.0]  # an explicit argument wins
+    gray = regnet_zoo.create("regnetx_200mf", in_chans=1)
+    with pytest.raises(ValueError, match="1 input channels .* pass image_mean and image_std"):
+        maskrcnn_regnet_fpn(gray, num_classes=3)
+    one = maskrcnn_regnet_fpn(regnet_zoo.create("regnetx_200mf", in_chans=1), num_classes=3, image_mean=[0.5],
+                              image_std=[0.2], **SMALL_RCNN)
+    assert one.transform.image_mean == [0.5]
+
+
+def test_a_built_model_takes_no_create_options():
+    net = regnet_zoo.create("regnetx_200mf")
+    with pytest.raises(TypeError, match="built model"):
+        regnet_fpn_backbone(net, pretrained=True)
+    with pytest.raises(TypeError, match="built model"):
+        regnet_fpn_backbone(net, output_stride=16)
 
 
 def test_pretrained_backbone_is_passed_through(x200_weights):
