@@ -2,7 +2,8 @@
 
 Both runs train the same ``RegNetClassifier`` model with the same loader (``DigitsDataModule``'s
 epoch-seeded loader, or synthetic ImageNet-size tensors), SGD + Nesterov + the paper's per-step LR
-schedule, on the same device. Lightning runs as ``regnet-zoo fit`` does (torchmetrics top-1/top-5,
+schedule (both from ``RegNetClassifier.make_optimizer``, which ``configure_optimizers`` returns), on the
+same device. Lightning runs as ``regnet-zoo fit`` does (torchmetrics top-1/top-5,
 loss/LR/throughput logging to CSV, EMA/mixup off) without checkpoint I/O; the plain loop does
 forward, loss, backward, step, scheduler step and nothing else. Throughput counts the steps after
 ``--warmup`` steps; runs alternate (plain, Lightning, plain, ...) and the medians are compared.
@@ -104,12 +105,8 @@ def run_plain(args: argparse.Namespace) -> float:
     module = make_module(args, dm.num_classes)
     device = torch.device(args.device if args.device != "gpu" else "cuda")
     model = module.model.to(device).train()
-    steps_per_epoch = len(dm.train_dataloader())
-    from regnet_zoo.lightning.schedule import LrSchedule, scaled_lr
-
-    opt = torch.optim.SGD(model.parameters(), lr=scaled_lr(0.1, args.batch_size), momentum=0.9, nesterov=True,
-                          weight_decay=5e-5)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, LrSchedule(steps_per_epoch, 10, warmup_epochs=1))
+    # the optimizer and schedule Lightning gets from configure_optimizers, built by the same method
+    opt, sched = module.make_optimizer(len(dm.train_dataloader()), module.hparams.schedule_epochs, args.batch_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     loader = dm.train_dataloader()
     times, step, epoch = [], 0, 0

@@ -11,10 +11,10 @@ from regnet_zoo.lightning.data import (
     FinetuneDataModule,
     ImageFolderDataModule,
 )
-from regnet_zoo.lightning.errors import DataError, NonFiniteLossError
+from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
 from regnet_zoo.lightning.module import RegNetClassifier
 from regnet_zoo.lightning.schedule import LrSchedule, global_batch_size, scaled_lr
 
 __all__ = ["ClassificationDataModule", "DataError", "DigitsDataModule", "FinetuneDataModule",
-           "ImageFolderDataModule", "LrSchedule", "NonFiniteLossError", "RegNetClassifier", "global_batch_size",
-           "scaled_lr"]
+           "ImageFolderDataModule", "LrSchedule", "NonFiniteLossError", "RegNetClassifier", "RunFolderError",
+           "global_batch_size", "scaled_lr"]

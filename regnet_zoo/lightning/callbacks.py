@@ -23,23 +23,30 @@ def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor
                      all_reduce_mean: Any = None) -> int:
     """Set every BN's running mean/var to the average of its batch statistics over ``num_batches`` batches.
 
-    pycls' ``compute_precise_bn_stats``: with momentum 1 each forward leaves the batch mean and
+    As pycls' ``compute_precise_bn_stats``: with momentum 1 each forward leaves the batch mean and
     (unbiased) batch variance in the running buffers; their averages replace the running statistics.
-    Models run in training mode (restored afterwards). ``all_reduce_mean`` (tensor -> tensor) averages
-    the result across processes. Returns the number of batches used.
+    Unlike pycls (which runs right after the training epoch, i.e. in training mode), the models run in
+    eval mode with only their BN layers in training mode, so dropout and DropPath are off and the
+    statistics describe the network that is evaluated. Modes and momenta are restored afterwards.
+
+    ``all_reduce_mean`` (tensor -> its mean over processes) combines processes: each process contributes
+    its sums and batch count, so the result is the average over all batches of all processes. Every
+    process takes part in that reduction, also one that got no batches (else DDP would hang). Returns
+    the number of batches this process used; where no process used any, the statistics are unchanged.
     """
     bns = [m for model in models for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not bns:
         return 0
     modes = [(m, m.training) for model in models for m in model.modules()]
     momenta = [bn.momentum for bn in bns]
-    means = [torch.zeros_like(bn.running_mean) for bn in bns]
-    variances = [torch.zeros_like(bn.running_var) for bn in bns]
+    means = [torch.zeros_like(bn.running_mean, dtype=torch.float32) for bn in bns]
+    variances = [torch.zeros_like(bn.running_var, dtype=torch.float32) for bn in bns]
     used = 0
     try:
         for model in models:
-            model.train()
+            model.eval()
         for bn in bns:
+            bn.train()
             bn.momentum = 1.0
         for x in itertools.islice(batches, num_batches):
             for model in models:
@@ -53,11 +60,14 @@ def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor
             bn.momentum = momentum
         for m, training in modes:
             m.training = training
-    if used == 0:
-        return 0
-    flat = torch.cat([t.flatten() for t in means + variances]).float() / used
+    count = means[0].new_tensor([used])
+    sums = torch.cat([t.flatten() for t in means + variances] + [count])
     if all_reduce_mean is not None:
-        flat = all_reduce_mean(flat)
+        sums = all_reduce_mean(sums)  # mean of sums / mean of counts = sum of sums / sum of counts
+    total = float(sums[-1])
+    if total <= 0:
+        return used
+    flat = sums[:-1] / total
     offset = 0
     for buf in [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]:
         buf.copy_(flat[offset:offset + buf.numel()].view_as(buf))

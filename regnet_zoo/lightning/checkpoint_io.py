@@ -19,7 +19,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from regnet_zoo.weights.files import atomic_write
 
 
-def _local_path(path: Any) -> str | None:
+def local_path(path: Any) -> str | None:
+    """``path`` as a local file-system path (``file://`` stripped), or None for a remote URL."""
     path = os.fspath(path)
     if path.startswith("file://"):
         return path[len("file://"):]
@@ -46,7 +47,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        local = _local_path(path)
+        local = local_path(path)
         if local is None:
             super().save_checkpoint(checkpoint, path, storage_options)
             return

@@ -1,15 +1,20 @@
 """``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
 
 On top of LightningCLI it: adds a ``checkpoint`` section (a ``ModelCheckpoint`` keeping ``best.ckpt``
-by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``, so ``--ckpt_path last``
-finds it); links the data's ``num_classes`` and ``in_chans`` to the model; writes checkpoints
-atomically (``AtomicCheckpointIO``); logs to CSV under ``<default_root_dir>/logs`` unless a logger is
-configured; prints a report after ``fit``; writes ``predict`` output as CSV; and can export the best
-weights in ``save_pretrained`` format (``--export_dir``) and push them (``--push_to_hub``).
+by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``); resolves ``--ckpt_path last``
+to that folder's last checkpoint (``fit`` starts a new run when there is none yet, the other commands
+stop with an error) and loads no pretrained weights when a checkpoint is loaded; refuses a new ``fit``
+into a checkpoint folder holding an earlier run's checkpoints unless ``--overwrite true`` (which deletes
+them) or ``--ckpt_path last`` (which resumes the run); links the data's ``num_classes`` and
+``in_chans`` to the model; writes checkpoints atomically (``AtomicCheckpointIO``); logs to CSV under
+``<default_root_dir>/logs`` unless a logger is configured; prints a report after ``fit``; writes
+``predict`` output as CSV; and can export the best weights in ``save_pretrained`` format
+(``--export_dir``) and push them (``--push_to_hub``).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 import warnings
@@ -20,14 +25,30 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
-from regnet_zoo.lightning.checkpoint_io import AtomicCheckpointIO
+from regnet_zoo.lightning.checkpoint_io import AtomicCheckpointIO, local_path
 from regnet_zoo.lightning.data import ClassificationDataModule
-from regnet_zoo.lightning.errors import DataError, NonFiniteLossError
+from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
+from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.module import RegNetClassifier
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+CHECKPOINT_NAMES = ("best", "hpc")  # other ckpt_path words Lightning resolves itself
+
+
+def checkpoint_files(folder: str) -> list[str]:
+    """Names of the checkpoint files (``*.ckpt``, not hidden) in ``folder``, sorted; [] if it does not exist."""
+    pattern = os.path.join(glob.escape(folder), "*" + ModelCheckpoint.FILE_EXTENSION)
+    return sorted(os.path.basename(p) for p in glob.glob(pattern) if os.path.isfile(p))
+
+
+def find_last_checkpoint(folder: str) -> str | None:
+    """The newest ``last*.ckpt`` in ``folder`` (the file Lightning's ``ckpt_path="last"`` picks), or None."""
+    last = [os.path.join(folder, name) for name in checkpoint_files(folder)
+            if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
+    return max(last, key=os.path.getmtime) if last else None
 
 
 class RegNetCLI(LightningCLI):
@@ -36,6 +57,7 @@ class RegNetCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         kwargs.setdefault("parser_kwargs", {"prog": "regnet-zoo"})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        ignore_known_lightning_warnings()
         with warnings.catch_warnings():  # `args` is our sys.argv tail, not a mistake
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(RegNetClassifier, ClassificationDataModule, subclass_mode_data=True,
@@ -52,14 +74,59 @@ class RegNetCLI(LightningCLI):
                             help="after fit: write the best weights (EMA if enabled) in save_pretrained format here")
         parser.add_argument("--push_to_hub", type=str | None, default=None,
                             help="after fit: push the best weights to this Hugging Face Hub repo id")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="fit: start a new run even if the checkpoint folder holds an earlier run's "
+                                 "checkpoints, deleting them (without it, such a run stops; --ckpt_path last resumes)")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         root = cfg.trainer.default_root_dir or "."
         if cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
-        if cfg.get("ckpt_path"):
+        if self.subcommand is None:  # run=False: no ckpt_path, nothing is trained here
+            return
+        folder = local_path(cfg.checkpoint.dirpath)  # None for remote folders: left to Lightning
+        cfg.ckpt_path = self._resolve_ckpt_path(cfg.get("ckpt_path"), folder)
+        if cfg.ckpt_path:
             cfg.model.pretrained = False  # the checkpoint holds the weights: no download
+        elif self.subcommand == "fit" and folder is not None:
+            self._claim_checkpoint_folder(folder, cfg.overwrite)
+
+    def _resolve_ckpt_path(self, ckpt_path: str | None, folder: str | None) -> str | None:
+        """``last`` -> the folder's last checkpoint (None for a first ``fit``); a missing file -> error."""
+        if not ckpt_path or (folder is None and ckpt_path == "last"):
+            return ckpt_path
+        if ckpt_path == "last":
+            found = find_last_checkpoint(folder)
+            if found is not None:
+                return found
+            if self.subcommand != "fit":
+                raise RunFolderError(f"--ckpt_path last: no last checkpoint in {folder}; train first (regnet-zoo fit "
+                                     "with the same config) or pass a checkpoint file")
+            rank_zero_info(f"--ckpt_path last: no checkpoint in {folder} yet; starting a new run")
+            return None
+        local = local_path(ckpt_path)
+        if ckpt_path not in CHECKPOINT_NAMES and not ckpt_path.startswith("registry") and local is not None \
+                and not os.path.isfile(local):
+            raise RunFolderError(f"--ckpt_path: checkpoint file {ckpt_path!r} does not exist")
+        return ckpt_path
+
+    @staticmethod
+    def _claim_checkpoint_folder(folder: str, overwrite: bool) -> None:
+        """A new run needs a checkpoint folder without checkpoints: stop, or with ``overwrite`` delete them."""
+        existing = checkpoint_files(folder)
+        if not existing:
+            return
+        if not overwrite:
+            raise RunFolderError(
+                f"checkpoint folder {folder} already holds an earlier run's checkpoints ({', '.join(existing)}); a new "
+                "run would save next to them (best-v1.ckpt, ...) and leave best.ckpt and last.ckpt to the old run. "
+                "Resume that run with --ckpt_path last, start over with --overwrite true (deletes them), or train "
+                "into another folder with --trainer.default_root_dir DIR")
+        if rank_zero_only.rank == 0:  # under torchrun every process gets here; one deletes
+            for name in existing:
+                os.remove(os.path.join(folder, name))
+            rank_zero_info(f"--overwrite: deleted the earlier run's checkpoints in {folder}: {', '.join(existing)}")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         root = config.get("default_root_dir") or "."
@@ -106,7 +173,7 @@ def run(command: str, argv: list[str]) -> int:
         raise ValueError(f"command must be one of {SUBCOMMANDS}, got {command!r}")
     try:
         RegNetCLI(args=[command, *argv])
-    except (DataError, NonFiniteLossError) as e:
+    except (DataError, NonFiniteLossError, RunFolderError) as e:
         print(f"regnet-zoo {command}: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -9,3 +9,7 @@ class DataError(ValueError):
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite (the message names the step)."""
+
+
+class RunFolderError(ValueError):
+    """A fresh run into a checkpoint folder holding an earlier run's checkpoints, or a missing checkpoint."""

@@ -10,14 +10,15 @@ smoothing, MixUp/CutMix, DropPath, EMA of weights, channels_last, ``torch.compil
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from timm.optim import param_groups_weight_decay
 from timm.utils import ModelEmaV3
 from torch import nn
@@ -26,7 +27,16 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
 from regnet_zoo.lightning.errors import NonFiniteLossError
-from regnet_zoo.lightning.schedule import POLICIES, LrSchedule, global_batch_size, scaled_lr
+from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
+from regnet_zoo.lightning.schedule import (
+    INTERVALS,
+    POLICIES,
+    Interval,
+    LrSchedule,
+    Policy,
+    global_batch_size,
+    scaled_lr,
+)
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -97,14 +107,14 @@ class RegNetClassifier(L.LightningModule):
         nesterov: bool = True,
         weight_decay: float = 5e-5,
         no_weight_decay_bn_bias: bool = False,
-        lr_policy: Literal["cos", "lin", "exp", "steps", "constant"] = "cos",
+        lr_policy: Policy = "cos",
         schedule_epochs: int | None = None,
         warmup_epochs: float = 5.0,
         warmup_factor: float = 0.1,
         min_lr: float = 0.0,
         lr_steps: tuple[float, ...] = (),
         lr_mult: float = 0.1,
-        lr_interval: Literal["step", "epoch"] = "step",
+        lr_interval: Interval = "step",
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
@@ -120,8 +130,8 @@ class RegNetClassifier(L.LightningModule):
         super().__init__()
         if lr_policy not in POLICIES:
             raise ValueError(f"lr_policy must be one of {POLICIES}, got {lr_policy!r}")
-        if lr_interval not in ("step", "epoch"):
-            raise ValueError(f"lr_interval must be 'step' or 'epoch', got {lr_interval!r}")
+        if lr_interval not in INTERVALS:
+            raise ValueError(f"lr_interval must be one of {INTERVALS}, got {lr_interval!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
@@ -153,6 +163,8 @@ class RegNetClassifier(L.LightningModule):
         self.test_metrics = accuracy_metrics(num_classes, "test/")
         self.val_raw_metrics = accuracy_metrics(num_classes, "val/") if ema and ema_validate_model else None
         self.lr_info: dict[str, float | int] = {}
+        self._planned_schedule: tuple[LrSchedule, float] | None = None  # (schedule, peak LR) of this run
+        self._restored_lr_info: dict[str, Any] | None = None  # lr_info of the checkpoint resumed from
         self.data_config: dict[str, Any] | None = None  # the training data's preprocessing, for export
         self._last_step_time: float | None = None
         self._pending_loss: tuple[torch.Tensor, int, int, int, float] | None = None
@@ -271,12 +283,16 @@ class RegNetClassifier(L.LightningModule):
         hp = self.hparams
         trainer = self.trainer
         trainer.fit_loop.setup_data()  # loads the train loader now: its batch size and length set the schedule
-        per_device = self.per_device_batch_size()
         accumulate = trainer.accumulate_grad_batches
         batches = trainer.num_training_batches
         if not math.isfinite(batches):
             raise ValueError("the LR schedule needs a train loader with a length (got an unsized iterable)")
         steps_per_epoch = max(1, math.ceil(batches / accumulate))
+        # how long the trainer trains, in epochs (None: unbounded)
+        lengths = [float(trainer.max_epochs)] if trainer.max_epochs is not None and trainer.max_epochs >= 0 else []
+        if trainer.max_steps > 0:
+            lengths.append(trainer.max_steps / steps_per_epoch)
+        train_epochs = min(lengths) if lengths else None
         epochs: float | None = hp.schedule_epochs
         if epochs is None and trainer.max_epochs is not None and trainer.max_epochs > 0:
             epochs = trainer.max_epochs
@@ -284,19 +300,40 @@ class RegNetClassifier(L.LightningModule):
             epochs = trainer.max_steps / steps_per_epoch
         if epochs is None or epochs <= 0:
             raise ValueError("set model.schedule_epochs (or trainer.max_epochs / max_steps) for the LR schedule")
-        gbs = global_batch_size(per_device, trainer.num_devices, trainer.num_nodes, accumulate)
+        if train_epochs is not None and train_epochs > epochs * (1 + 1e-9):
+            rank_zero_warn(
+                f"the trainer trains {train_epochs:g} epochs (trainer.max_epochs / max_steps) but the LR schedule "
+                f"ends after {epochs:g} (model.schedule_epochs): the last {train_epochs - epochs:g} epochs run at "
+                f"the schedule's final LR ({hp.min_lr:g} x peak). Set model.schedule_epochs {train_epochs:g} (or "
+                "null to follow trainer.max_epochs) to stretch the schedule over the whole run.")
+        optimizer, scheduler = self.make_optimizer(steps_per_epoch, epochs, self.per_device_batch_size(),
+                                                   trainer.num_devices, trainer.num_nodes, accumulate)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def make_optimizer(self, steps_per_epoch: int, schedule_epochs: float, per_device_batch_size: int,
+                       devices: int = 1, nodes: int = 1, accumulate: int = 1,
+                       ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+        """The paper's SGD and per-step LR schedule for this model (what ``configure_optimizers`` returns).
+
+        The peak LR is ``base_lr`` x global batch / ``reference_batch_size`` (global batch = per-device
+        batch x devices x nodes x accumulate); the scheduler must be stepped once per optimizer step.
+        Sets ``lr_info`` and prints the LR scaling on rank 0. Usable without a Trainer (plain loops).
+        """
+        hp = self.hparams
+        gbs = global_batch_size(per_device_batch_size, devices, nodes, accumulate)
         peak = scaled_lr(hp.base_lr, gbs, hp.reference_batch_size) if hp.scale_lr else hp.base_lr
-        schedule = LrSchedule(steps_per_epoch, epochs, hp.lr_policy, hp.warmup_epochs, hp.warmup_factor,
+        schedule = LrSchedule(steps_per_epoch, schedule_epochs, hp.lr_policy, hp.warmup_epochs, hp.warmup_factor,
                               hp.min_lr, hp.lr_interval, tuple(hp.lr_steps), hp.lr_mult)
+        self._planned_schedule = (dataclasses.replace(schedule), peak)  # a copy: a resume rewrites the scheduler's
         self.lr_info = {"base_lr": hp.base_lr, "reference_batch_size": hp.reference_batch_size,
-                        "per_device_batch_size": per_device, "devices": trainer.num_devices,
-                        "nodes": trainer.num_nodes, "accumulate_grad_batches": accumulate,
+                        "per_device_batch_size": per_device_batch_size, "devices": devices,
+                        "nodes": nodes, "accumulate_grad_batches": accumulate,
                         "global_batch_size": gbs, "peak_lr": peak, "steps_per_epoch": steps_per_epoch,
-                        "schedule_epochs": epochs}
+                        "schedule_epochs": schedule_epochs}
         rank_zero_info(f"LR {hp.base_lr:g} per {hp.reference_batch_size} images x global batch {gbs} "
-                       f"({per_device} per device x {trainer.num_devices} devices x {trainer.num_nodes} nodes x "
-                       f"{accumulate} accumulated) = {peak:g}; {hp.lr_policy} schedule over {epochs:g} epochs of "
-                       f"{steps_per_epoch} steps, {hp.warmup_epochs:g} warmup epochs")
+                       f"({per_device_batch_size} per device x {devices} devices x {nodes} nodes x "
+                       f"{accumulate} accumulated) = {peak:g}; {hp.lr_policy} schedule over {schedule_epochs:g} "
+                       f"epochs of {steps_per_epoch} steps, {hp.warmup_epochs:g} warmup epochs")
         if hp.no_weight_decay_bn_bias:
             groups = param_groups_weight_decay(self.model, hp.weight_decay)
         else:
@@ -304,13 +341,66 @@ class RegNetClassifier(L.LightningModule):
                        "weight_decay": hp.weight_decay}]
         optimizer = torch.optim.SGD(groups, lr=peak, momentum=hp.momentum, nesterov=hp.nesterov,
                                     weight_decay=hp.weight_decay, dampening=0.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    def on_train_start(self) -> None:
+        self.apply_planned_schedule()
+
+    def apply_planned_schedule(self) -> bool:
+        """After a resume, make the scheduler follow this run's schedule and peak LR; True if it changed.
+
+        Restoring a checkpoint restores the scheduler's peak LR (``base_lrs``) and ``LrSchedule`` fields
+        of the run that wrote it. When this run computes another schedule (other device count, per-device
+        batch or accumulation, hence another global batch, peak LR and steps per epoch; or another
+        schedule setting), the current one is applied from the resumed step on, continuing from the
+        epoch the run had reached, and a warning says what changed.
+        """
+        configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
+        if self._planned_schedule is None or not configs:
+            return False
+        scheduler = configs[0].scheduler
+        restored = scheduler.lr_lambdas[0] if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) else None
+        if not isinstance(restored, LrSchedule):
+            return False
+        planned, peak = self._planned_schedule
+        old_peaks = list(scheduler.base_lrs)
+        if restored.recipe() == planned.recipe() and all(math.isclose(p, peak, rel_tol=1e-9) for p in old_peaks):
+            return False
+        step = scheduler.last_epoch  # optimizer steps done; the next step is this one
+        position = restored.progress(step)
+        schedule = dataclasses.replace(planned, start_step=step, start_epoch=position)
+        optimizer = scheduler.optimizer
+        old_lr = optimizer.param_groups[0]["lr"]
+        scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
+        scheduler.base_lrs = [peak] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = peak
+            group["lr"] = peak * schedule(step)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        changes = [] if math.isclose(old_peaks[0], peak, rel_tol=1e-9) else [f"peak LR {old_peaks[0]:g} -> {peak:g}"]
+        old_info = self._restored_lr_info or {}
+        for key, what in (("global_batch_size", "global batch"), ("devices", "devices"), ("nodes", "nodes"),
+                          ("per_device_batch_size", "per-device batch"), ("accumulate_grad_batches", "accumulation")):
+            if key in old_info and old_info[key] != self.lr_info.get(key):
+                changes.append(f"{what} {old_info[key]} -> {self.lr_info.get(key)}")
+        for f, old, new in zip(("steps_per_epoch", "schedule_epochs", "lr_policy", "warmup_epochs", "warmup_factor",
+                                "min_lr", "lr_interval", "lr_steps", "lr_mult"), restored.recipe(), planned.recipe()):
+            if old != new:
+                changes.append(f"{f} {old} -> {new}")
+        rank_zero_warn(
+            f"resuming at step {step} (epoch {position:.3f}) with another LR schedule than the checkpoint's: "
+            f"{', '.join(changes)}. This run's schedule applies from here on, continuing at epoch {position:.3f} "
+            f"(the LR of the next step is {optimizer.param_groups[0]['lr']:.6g} instead of {old_lr:.6g}). To keep "
+            "the checkpoint's schedule, resume with its devices, batch size and schedule settings.")
+        return True
 
     # ------------------------------------------------------------------ export
     def _datamodule_config(self) -> dict[str, Any] | None:
         dm = self.trainer.datamodule if self._trainer is not None else None
         return dm.data_config() if dm is not None and hasattr(dm, "data_config") else None
+
+    def setup(self, stage: str) -> None:
+        ignore_known_lightning_warnings()
 
     def on_fit_start(self) -> None:
         self.data_config = self._datamodule_config() or self.data_config
@@ -318,9 +408,12 @@ class RegNetClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.data_config is not None:
             checkpoint["data_config"] = self.data_config
+        if self.lr_info:
+            checkpoint["lr_info"] = dict(self.lr_info)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_config = checkpoint.get("data_config", self.data_config)
+        self._restored_lr_info = checkpoint.get("lr_info")
 
     def export_model(self) -> nn.Module:
         """A standalone copy of the evaluation weights (EMA if enabled) in eval mode, on the CPU.

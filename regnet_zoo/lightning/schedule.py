@@ -5,17 +5,19 @@ pycls (``pycls/core/optimizer.py``) computes the LR of (possibly fractional) epo
 from ``WARMUP_FACTOR`` to 1. ``BASE_LR`` of its configs is for its global batch size; the paper
 scales it linearly: 0.1 per 128 images. pycls evaluates the schedule once per epoch (integer ``t``);
 we default to once per optimizer step (``t = step / steps_per_epoch``) and offer pycls' behaviour.
+Past the schedule's end (``t > max_epoch``) the LR stays at its final value (``min_lr`` x base LR).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 Policy = Literal["cos", "lin", "exp", "steps", "constant"]
-POLICIES: tuple[str, ...] = ("cos", "lin", "exp", "steps", "constant")
 Interval = Literal["step", "epoch"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+INTERVALS: tuple[str, ...] = get_args(Interval)
 
 
 def scaled_lr(base_lr: float, global_batch_size: int, reference_batch_size: int = 128) -> float:
@@ -33,7 +35,7 @@ def global_batch_size(per_device: int, devices: int = 1, nodes: int = 1, accumul
     return per_device * devices * nodes * accumulate
 
 
-def policy_factor(policy: str, epoch: float, max_epoch: float, min_lr: float = 0.0,
+def policy_factor(policy: Policy, epoch: float, max_epoch: float, min_lr: float = 0.0,
                   steps: tuple[float, ...] = (), lr_mult: float = 0.1) -> float:
     """pycls ``lr_fun_<policy>(epoch)``: multiplier of the base LR at ``epoch`` (before warmup).
 
@@ -41,7 +43,10 @@ def policy_factor(policy: str, epoch: float, max_epoch: float, min_lr: float = 0
     ``lin``: ``(1 - min_lr) * (1 - epoch / max_epoch) + min_lr``; ``exp``: ``min_lr ** (epoch / max_epoch)``;
     ``steps``: ``lr_mult ** (number of step epochs <= epoch, minus one)`` with ``steps[0] == 0``;
     ``constant``: 1. ``min_lr`` is a fraction of the base LR, as pycls' ``OPTIM.MIN_LR``.
+    ``epoch`` is clamped to ``max_epoch`` (pycls never evaluates past it): after the schedule's end
+    the factor stays at its final value instead of the cosine rising again or ``lin`` turning negative.
     """
+    epoch = min(epoch, max_epoch)
     if policy == "cos":
         return (1.0 - min_lr) * 0.5 * (1.0 + math.cos(math.pi * epoch / max_epoch)) + min_lr
     if policy == "lin":
@@ -81,17 +86,22 @@ class LrSchedule:
         interval: ``"step"`` evaluates at ``t = step / steps_per_epoch``; ``"epoch"`` at
             ``t = floor(step / steps_per_epoch)``, as pycls did.
         steps, lr_mult: pycls ``OPTIM.STEPS`` and ``OPTIM.LR_MULT`` for the ``steps`` policy.
+        start_step, start_epoch: optimizer step ``start_step`` runs at (fractional) epoch ``start_epoch``;
+            later steps advance by ``1 / steps_per_epoch`` epochs. Non-zero when a run resumed with another
+            number of steps per epoch (e.g. another device count): its earlier steps had another length.
     """
 
     steps_per_epoch: int
     max_epoch: float
-    policy: str = "cos"
+    policy: Policy = "cos"
     warmup_epochs: float = 5.0
     warmup_start: float = 0.1
     min_lr: float = 0.0
-    interval: str = "step"
+    interval: Interval = "step"
     steps: tuple[float, ...] = field(default=())
     lr_mult: float = 0.1
+    start_step: int = 0
+    start_epoch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps_per_epoch < 1:
@@ -100,15 +110,26 @@ class LrSchedule:
             raise ValueError(f"the schedule length must be > 0 epochs, got {self.max_epoch}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.interval not in ("step", "epoch"):
-            raise ValueError(f"interval must be 'step' or 'epoch', got {self.interval!r}")
+        if self.interval not in INTERVALS:
+            raise ValueError(f"interval must be one of {INTERVALS}, got {self.interval!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"unknown LR policy {self.policy!r}; choose one of {POLICIES}")
+        if self.start_step < 0 or self.start_epoch < 0:
+            raise ValueError(f"start_step and start_epoch must be >= 0, got {self.start_step}, {self.start_epoch}")
         policy_factor(self.policy, 0.0, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
 
+    def recipe(self) -> tuple:
+        """The fields that define the LR curve over epochs and the step length (all but the start offsets)."""
+        return (self.steps_per_epoch, self.max_epoch, self.policy, self.warmup_epochs, self.warmup_start,
+                self.min_lr, self.interval, tuple(self.steps), self.lr_mult)
+
+    def progress(self, step: int) -> float:
+        """Epochs of training done when optimizer step ``step`` starts (fractional)."""
+        return self.start_epoch + (step - self.start_step) / self.steps_per_epoch
+
     def epoch_at(self, step: int) -> float:
-        """The (fractional for ``interval="step"``) epoch at which optimizer step ``step`` runs."""
-        t = step / self.steps_per_epoch
+        """The epoch at which the schedule evaluates step ``step``: ``progress(step)``, floored for "epoch"."""
+        t = self.progress(step)
         return float(math.floor(t)) if self.interval == "epoch" else t
 
     def factor(self, epoch: float) -> float:

@@ -105,6 +105,7 @@ def test_print_config_stacking_and_overrides(run_config, tmp_path, capsys):
     (["--model.base_lr", "fast"], 'Parser key "model.base_lr"'),
     (["--model.bogus", "1"], "unrecognized arguments: --model.bogus"),
     (["--trainer.max_epochs", "two"], 'Parser key "trainer.max_epochs"'),
+    (["--model.lr_policy", "cosine"], 'Parser key "model.lr_policy"'),  # the Literal of schedule.Policy
 ])
 def test_bad_arguments_fail_with_jsonargparse_message(run_config, capsys, extra, message):
     with pytest.raises(SystemExit) as e:
@@ -130,3 +131,97 @@ def test_data_errors_exit_1_with_one_line(run_config, tmp_path, capsys):
                  "--data.root", str(tmp_path / "nowhere")])
     assert code == 1
     assert f"regnet-zoo fit: error: data folder '{tmp_path / 'nowhere'}' does not exist" in capsys.readouterr().err
+
+
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_a_new_run_never_mixes_with_an_earlier_runs_checkpoints(run_config, tmp_path, capsys):
+    """A second fresh fit into the same folder stops; --overwrite true starts over; --ckpt_path last resumes."""
+    ckpts = tmp_path / "run" / "checkpoints"
+    short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
+    assert main(["fit", "--config", str(run_config), *short]) == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    first = _ckpt(ckpts / "last.ckpt")
+    capsys.readouterr()
+    assert main(["fit", "--config", str(run_config), *short]) == 1
+    err = capsys.readouterr().err
+    assert f"regnet-zoo fit: error: checkpoint folder {ckpts} already holds an earlier run's checkpoints " \
+           "(best.ckpt, last.ckpt)" in err and "--ckpt_path last" in err and "--overwrite true" in err
+    assert torch.equal(_ckpt(ckpts / "last.ckpt")["state_dict"]["model.stem.conv.weight"],
+                       first["state_dict"]["model.stem.conv.weight"])  # untouched
+    # resume: continues the run (epoch 1, steps 3..5)
+    assert main(["fit", "--config", str(run_config), *short[2:], "--trainer.max_epochs", "2",
+                 "--ckpt_path", "last"]) == 0
+    assert _ckpt(ckpts / "last.ckpt")["global_step"] == 6
+    # overwrite: a new run from step 0; best.ckpt and last.ckpt are the new run's, no -v1 files
+    assert main(["fit", "--config", str(run_config), *short, "--overwrite", "true",
+                 "--trainer.limit_train_batches", "2"]) == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert _ckpt(ckpts / "last.ckpt")["global_step"] == 2 and _ckpt(ckpts / "best.ckpt")["global_step"] == 2
+
+
+def test_ckpt_path_last_before_any_checkpoint_keeps_pretrained_weights(run_config, tmp_path, capsys):
+    """First `fit --ckpt_path last` (set and forget): a new run that loads the pretrained weights."""
+    from safetensors.torch import save_file
+
+    from regnet_zoo.lightning import RegNetClassifier
+
+    cfg = yaml.safe_load(run_config.read_text())["model"]["model"]
+    torch.manual_seed(123)
+    weights = RegNetClassifier(cfg, num_classes=10).model.state_dict()
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    # LR 0: one training step leaves the parameters as loaded
+    args = ["fit", "--config", str(run_config), "--model.base_lr", "0", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+    assert main([*args, "--model.pretrained", str(tmp_path / "w.safetensors"), "--ckpt_path", "last"]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = _ckpt(last)["state_dict"]
+    for k in ("stem.conv.weight", "s1.b1.conv1.conv.weight", "head.fc.weight"):
+        assert torch.equal(state[f"model.{k}"], weights[k]), k
+    # the second time the checkpoint exists: it is resumed and the (now missing) pretrained file is not read
+    (tmp_path / "w.safetensors").unlink()
+    args[args.index("--trainer.max_epochs") + 1] = "2"
+    assert main([*args, "--model.pretrained", str(tmp_path / "w.safetensors"), "--ckpt_path", "last"]) == 0
+    assert _ckpt(last)["global_step"] == 2
+
+
+def test_missing_checkpoints_are_clear_errors(run_config, tmp_path, capsys):
+    assert main(["validate", "--config", str(run_config), "--ckpt_path", "last"]) == 1
+    assert f"--ckpt_path last: no last checkpoint in {tmp_path / 'run' / 'checkpoints'}" in capsys.readouterr().err
+    assert main(["validate", "--config", str(run_config), "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 1
+    assert f"checkpoint file '{tmp_path / 'nope.ckpt'}' does not exist" in capsys.readouterr().err
+
+
+def test_demo_recipe_runs_twice_in_a_row(tmp_path, capsys):
+    """The main job re-run starts over (overwrite: true in the recipe) instead of stopping."""
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo_digits.yaml"
+    args = ["fit", "--config", str(demo), "--trainer.default_root_dir", str(tmp_path), "--data.image_size", "16",
+            "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    first = (tmp_path / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert (tmp_path / "checkpoints" / "best.ckpt").stat().st_mtime_ns > first
+
+
+def test_only_lightnings_leafspec_deprecation_is_filtered():
+    import warnings
+
+    from lightning.pytorch.utilities._pytree import _tree_flatten
+
+    from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _tree_flatten([torch.ones(1)])  # Lightning's batch flattening, as in every training step
+        assert any("LeafSpec" in str(w.message) for w in caught)  # what spammed every run
+        caught.clear()
+        ignore_known_lightning_warnings()
+        _tree_flatten([torch.ones(1)])
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)  # other module
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated",
+                                                "something else is deprecated"]

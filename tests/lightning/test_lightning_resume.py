@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -54,6 +56,54 @@ def test_resumed_run_equals_uninterrupted(tiny_cfg, trainer_kwargs, tmp_path, nu
         assert torch.equal(state["momentum_buffer"], opt_res["state"][i]["momentum_buffer"])
     s_full, s_res = full_trainer.lr_scheduler_configs[0].scheduler, resumed_trainer.lr_scheduler_configs[0].scheduler
     assert s_full.last_epoch == s_res.last_epoch == 15 and s_full.get_last_lr() == s_res.get_last_lr()
+
+
+class _RecordLr(L.Callback):
+    def __init__(self):
+        self.lrs: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def _fit_batch(tiny_cfg, trainer_kwargs, ckpt_dir: Path, batch_size: int, batches: int, max_epochs: int,
+               ckpt_path: str | None = None) -> tuple[dict[int, float], list[str], L.Trainer]:
+    """base_lr 0.1 per 128, 3-epoch cosine, 1 warmup epoch; returns (LR per step, warnings, trainer)."""
+    model = RegNetClassifier(tiny_cfg, num_classes=10, base_lr=0.1, schedule_epochs=3, warmup_epochs=1)
+    rec = _RecordLr()
+    trainer = L.Trainer(max_epochs=max_epochs, limit_train_batches=batches, limit_val_batches=1,
+                        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True), rec], **trainer_kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, DigitsDataModule(image_size=16, batch_size=batch_size), ckpt_path=ckpt_path)
+    return rec.lrs, [str(w.message) for w in caught if "another LR schedule" in str(w.message)], trainer
+
+
+def cosine_lr(peak: float, epoch: float, schedule_epochs: float = 3) -> float:
+    return peak * 0.5 * (1 + math.cos(math.pi * epoch / schedule_epochs))
+
+
+def test_resume_with_another_global_batch_applies_this_runs_schedule(tiny_cfg, trainer_kwargs, tmp_path):
+    """Epoch 0 at global batch 32 (6 steps, peak 0.025); resumed at batch 16 (12 steps per epoch, peak 0.0125).
+
+    The resumed steps follow the new peak and step length from epoch 1 on, with a warning naming the
+    changes; a second resume with the same settings keeps that schedule (saved in the checkpoint).
+    """
+    lrs0, warned, _ = _fit_batch(tiny_cfg, trainer_kwargs, tmp_path, 32, 6, max_epochs=1)
+    assert lrs0[0] == pytest.approx(0.0025) and not warned  # 0.1 x 32 / 128 x warmup 0.1
+    lrs1, warned, trainer = _fit_batch(tiny_cfg, trainer_kwargs, tmp_path, 16, 12, max_epochs=2, ckpt_path="last")
+    assert trainer.global_step == 6 + 12 and sorted(lrs1) == list(range(6, 18))
+    assert len(warned) == 1, warned
+    for change in ("peak LR 0.025 -> 0.0125", "global batch 32 -> 16", "steps_per_epoch 6 -> 12", "epoch 1.000"):
+        assert change in warned[0], warned[0]
+    assert lrs1[6] == pytest.approx(0.0125 * 0.75, rel=1e-12)  # epoch 1: 0.5 (1 + cos(pi / 3)) = 0.75
+    for step, lr in lrs1.items():
+        assert lr == pytest.approx(cosine_lr(0.0125, 1 + (step - 6) / 12), rel=1e-9), step
+    lrs2, warned, trainer = _fit_batch(tiny_cfg, trainer_kwargs, tmp_path, 16, 12, max_epochs=3, ckpt_path="last")
+    assert not warned and sorted(lrs2) == list(range(18, 30))
+    assert lrs2[18] == pytest.approx(0.0125 * 0.25, rel=1e-12)  # epoch 2: 0.5 (1 + cos(2 pi / 3)) = 0.25
+    for step, lr in lrs2.items():
+        assert lr == pytest.approx(cosine_lr(0.0125, 2 + (step - 18) / 12), rel=1e-9), step
 
 
 SLOW_CALLBACK = '''

@@ -72,6 +72,31 @@ def test_other_policies_and_errors():
         LrSchedule(10, 100, policy="steps", steps=(30, 60))
 
 
+def test_lr_holds_its_final_value_after_the_schedule_ends():
+    """Past max_epoch the factor stays at min_lr (was: cosine rising again, lin negative, exp below min_lr)."""
+    cos, lin = LrSchedule(22, 8, warmup_epochs=1), LrSchedule(22, 8, policy="lin", warmup_epochs=1)
+    # epochs 8..12 at 22 steps per epoch: steps 176, 198, 220, 242, 264
+    assert [cos(22 * e) for e in range(8, 13)] == [0.0] * 5
+    assert [lin(22 * e) for e in range(8, 13)] == [0.0] * 5
+    # before the end nothing changed: t = 6 -> cos 0.5 (1 + cos(3 pi / 4)) = 0.1464466..., lin 1 - 6/8 = 0.25
+    assert cos(132) == pytest.approx(0.14644660940672624, rel=1e-12) and lin(132) == pytest.approx(0.25)
+    exp = LrSchedule(22, 8, policy="exp", min_lr=0.01, warmup_epochs=1)
+    assert exp(88) == pytest.approx(0.1)  # t = 4: 0.01 ** 0.5
+    assert [exp(22 * e) for e in range(8, 13)] == pytest.approx([0.01] * 5, rel=1e-12)
+    floor = LrSchedule(22, 8, min_lr=0.05, warmup_epochs=1)
+    assert floor(22 * 8) == pytest.approx(0.05) and floor(22 * 12 + 7) == pytest.approx(0.05)
+
+
+def test_schedule_started_mid_run():
+    """start_step/start_epoch: step 60 runs at epoch 5, later steps advance by 1 / 20 epochs."""
+    s = LrSchedule(steps_per_epoch=20, max_epoch=10, warmup_epochs=0, start_step=60, start_epoch=5.0)
+    assert s.progress(60) == 5.0 and s.progress(70) == 5.5
+    assert s(70) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.55)), rel=1e-12)
+    e = LrSchedule(steps_per_epoch=20, max_epoch=10, warmup_epochs=0, interval="epoch", start_step=60,
+                   start_epoch=5.0)
+    assert e.epoch_at(79) == 5.0 and e.epoch_at(80) == 6.0
+
+
 class _RecordLr(L.Callback):
     def __init__(self):
         self.lrs: dict[int, float] = {}
@@ -118,3 +143,20 @@ def test_optimizer_is_the_papers_sgd(tiny_cfg, trainer_kwargs, exclude):
         one_d = name.endswith(".bias") or ".bn." in name
         assert one_d == (p.ndim == 1), name
         assert decay[id(p)] == (0.0 if exclude and one_d else 5e-5), name
+
+
+@pytest.mark.parametrize("schedule_epochs,warns", [(2, True), (None, False)])
+def test_warns_when_training_outlasts_the_schedule(tiny_cfg, trainer_kwargs, schedule_epochs, warns, recwarn):
+    """max_epochs 3 > schedule_epochs 2: a warning, and the third epoch runs at LR 0 (min_lr), not rising."""
+    model = RegNetClassifier(tiny_cfg, num_classes=10, base_lr=0.1, warmup_epochs=0, schedule_epochs=schedule_epochs)
+    rec = _RecordLr()
+    trainer = L.Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=0, callbacks=[rec],
+                        enable_checkpointing=False, **trainer_kwargs)
+    trainer.fit(model, DigitsDataModule(image_size=16, batch_size=32))
+    messages = [str(w.message) for w in recwarn if "LR schedule ends after" in str(w.message)]
+    assert bool(messages) == warns, messages
+    if warns:
+        assert "trains 3 epochs" in messages[0] and "ends after 2" in messages[0]
+        # peak 0.1 x 32 / 128 = 0.025; t = 0, 0.5, 1, 1.5 -> 0.5 (1 + cos(pi t / 2)); then held at 0
+        assert [rec.lrs[s] for s in range(6)] == pytest.approx(
+            [0.025, 0.025 * 0.8535533905932737, 0.0125, 0.025 * 0.14644660940672624, 0.0, 0.0], abs=1e-12)
