@@ -1,8 +1,8 @@
 """``regnet-zoo sweep``: design-space sweeps on the command line.
 
     regnet-zoo sweep spaces                                   # the spaces and their sizes
-    regnet-zoo sweep sample --space anynetx_a --flops 360e6:400e6 --n 500 --seed 0 -o a.jsonl
-    regnet-zoo sweep train a.jsonl --data digits --epochs 10 --out runs/a [--workers 2] [--engine ray]
+    regnet-zoo sweep sample --space anynetx_a --flops 4e6:6e6 --resolution 32 --num-classes 10 --n 64 -o a.jsonl
+    regnet-zoo sweep train a.jsonl --data digits --epochs 5 --out runs/a [--workers 2] [--engine ray]
     regnet-zoo sweep analyze runs/a runs/regnetx --plots out/  # EDFs, bootstrap ranges, width fits
     regnet-zoo sweep fit regnetx_200mf | 24,56,56,152,...     # quantized-linear fit of widths
     regnet-zoo sweep scaling --plots out/                     # acts/params vs flops exponents
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from regnet_zoo.counting import format_count
@@ -85,7 +86,7 @@ def _sample(argv: list[str]) -> int:
 
 def _train(argv: list[str]) -> int:
     from regnet_zoo.design_space.records import SweepFileError, read_trials
-    from regnet_zoo.design_space.sweep import TrainSettings, run_sweep
+    from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
 
     p = argparse.ArgumentParser(prog="regnet-zoo sweep train",
                                 description="Train every trial briefly; results go to OUT/results.jsonl "
@@ -101,7 +102,8 @@ def _train(argv: list[str]) -> int:
                    help="zero-init each residual branch's last BN (default on: deep nets train in few epochs)")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers per trial (image folders)")
     p.add_argument("--weight-decay", type=float, default=5e-5)
-    p.add_argument("--image-size", type=int, default=None, help="default: each trial's sampling resolution")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="default: each trial's sampling resolution (sample at 32 px for the digits)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", action="store_true", help="random affine jitter of the digits")
     p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
@@ -136,14 +138,18 @@ def _train(argv: list[str]) -> int:
             f"FAILED: {rec['message'].splitlines()[-1]}"
         print(f"{rec['id']:<20} {what}", flush=True)
 
+    if (msg := digits_size_warning(trials, settings)) is not None:
+        print(f"regnet-zoo sweep train: warning: {msg}", file=sys.stderr, flush=True)
     try:
-        if a.engine == "ray":
-            from regnet_zoo.design_space.ray_runner import run_sweep_ray
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LargeDigitsWarning)  # printed above
+            if a.engine == "ray":
+                from regnet_zoo.design_space.ray_runner import run_sweep_ray
 
-            summary = run_sweep_ray(trials, a.out, settings, address=a.ray_address, num_cpus=a.ray_num_cpus,
-                                    cpus_per_trial=a.threads, gpus_per_trial=a.gpus_per_trial)
-        else:
-            summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
+                summary = run_sweep_ray(trials, a.out, settings, address=a.ray_address, num_cpus=a.ray_num_cpus,
+                                        cpus_per_trial=a.threads, gpus_per_trial=a.gpus_per_trial)
+            else:
+                summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
     except SweepFileError as e:
         return _fail("train", str(e))
     print(f"{summary.finished} trained, {summary.failed} failed, {summary.skipped} already done "
@@ -153,61 +159,37 @@ def _train(argv: list[str]) -> int:
 
 def _analyze(argv: list[str]) -> int:
     from regnet_zoo.design_space import plots
-    from regnet_zoo.design_space.analysis import best_records, fit_records, group_by_space, summarize
-    from regnet_zoo.design_space.records import SweepFileError, load_results
-    from regnet_zoo.design_space.stats import edf_dominance, ks_statistic
+    from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
+    from regnet_zoo.design_space.records import SweepFileError
 
     p = argparse.ArgumentParser(prog="regnet-zoo sweep analyze",
-                                description="EDFs, bootstrap ranges and width fits of finished sweeps.")
+                                description="EDFs, bootstrap ranges, width fits and significance of finished sweeps.")
     p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
     p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
     p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    p.add_argument("--reference", default=None, help="population the others are compared with (default: the first)")
     p.add_argument("--top", type=int, default=5, help="best models whose widths are fitted and drawn")
     p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = p.parse_args(argv)
-    groups: dict[str, list[dict]] = {}
     try:
-        for run in a.runs:
-            for space, recs in group_by_space(load_results(run)).items():
-                key = space if space not in groups else f"{space}@{Path(run).name}"
-                groups[key] = recs
+        groups = load_groups(a.runs)
     except SweepFileError as e:
         return _fail("analyze", str(e))
-    groups = {k: v for k, v in groups.items() if v}
     if not groups:
         return _fail("analyze", "no finished trials in " + ", ".join(a.runs), 1)
-    summary = {name: summarize(recs, top=a.top, n_boot=a.n_boot) for name, recs in groups.items()}
-    names = list(groups)
-    ref = names[0]
-    for name in names[1:]:
-        ea = [r["error"] for r in groups[name]]
-        eb = [r["error"] for r in groups[ref]]
-        summary[name]["vs_" + ref] = {"ks": ks_statistic(ea, eb), "edf_dominance": edf_dominance(ea, eb)}
+    try:
+        summary = analyze_groups(groups, reference=a.reference, top=a.top, n_boot=a.n_boot, seed=a.seed)
+    except ValueError as e:
+        return _fail("analyze", str(e))
     if a.plots:
-        out = Path(a.plots)
-        ext = a.format
-        plots.plot_edfs(groups, out / f"edf.{ext}")
-        plots.plot_edfs(groups, out / f"edf_normalized.{ext}", normalized=True)
-        for name, recs in groups.items():
-            safe = name.replace("@", "_").replace("/", "_")
-            plots.plot_param_errors(recs, summary[name]["bootstrap"], out / f"errors_{safe}.{ext}", title=name)
-            best = best_records(recs, a.top)
-            plots.plot_best_widths(best, fit_records(best), out / f"widths_{safe}.{ext}", title=f"best of {name}")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        plots.plot_analysis(groups, summary, a.plots, fmt=a.format, top=a.top)
+        write_summary(Path(a.plots) / "summary.json", summary)
     if a.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
-    print(f"{'population':<24} {'n':>4} {'min':>6} {'mean':>6} {'median':>7}  best-model ranges (95%)")
-    for name, s in summary.items():
-        e = s["error"]
-        ranges = ", ".join(f"{k}=[{b['low']:.3g},{b['high']:.3g}]" for k, b in s["bootstrap"].items()
-                           if k not in ("flops", "params", "acts"))
-        print(f"{name:<24} {s['n']:>4} {e['min']:>6.2f} {e['mean']:>6.2f} {e['median']:>7.2f}  {ranges}")
-        if "vs_" + ref in s:
-            v = s["vs_" + ref]
-            side = "left of" if v["edf_dominance"] > 0 else "right of"
-            print(f"{'':<24} EDF {side} {ref}: mean F difference {v['edf_dominance']:+.3f}, KS {v['ks']:.3f}")
+    print(format_summary(summary))
     if a.plots:
         print(f"figures and summary.json -> {a.plots}")
     return 0
@@ -253,10 +235,11 @@ def _scaling(argv: list[str]) -> int:
               f"({len(t['models'])} models)")
     if a.plots:
         from regnet_zoo.design_space.plots import plot_scaling
+        from regnet_zoo.weights.files import atomic_write
 
         out = Path(a.plots)
         plot_scaling(table, out / f"scaling.{a.format}")
-        (out / "scaling.json").write_text(json.dumps(table, indent=2))
+        atomic_write(out / "scaling.json", json.dumps(table, indent=2))
         print(f"-> {out}")
     return 0
 

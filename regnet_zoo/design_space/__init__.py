@@ -9,7 +9,16 @@ Samplers, statistics and the fit are pure NumPy; the trial function imports torc
 runs, ``run_sweep_ray`` imports Ray, and ``plots`` (matplotlib) is imported on first use.
 """
 
-from regnet_zoo.design_space.analysis import block_widths, design_values, group_by_space, summarize
+from regnet_zoo.design_space.analysis import (
+    analyze_groups,
+    block_widths,
+    design_values,
+    format_summary,
+    group_by_space,
+    load_groups,
+    summarize,
+    trial_timing,
+)
 from regnet_zoo.design_space.fit import LinearFit, fit_error, fit_quantized_linear
 from regnet_zoo.design_space.records import (
     SweepFileError,
@@ -32,21 +41,32 @@ from regnet_zoo.design_space.spaces import (
 from regnet_zoo.design_space.stats import (
     BootstrapInterval,
     bootstrap_best,
+    compare_populations,
+    complexity_edges,
     complexity_weights,
     edf,
     edf_dominance,
     ks_statistic,
     normalized_edf,
 )
-from regnet_zoo.design_space.sweep import SweepSummary, TrainSettings, run_sweep, run_trial
+from regnet_zoo.design_space.sweep import (
+    LargeDigitsWarning,
+    SweepSummary,
+    TrainSettings,
+    digits_size_warning,
+    run_sweep,
+    run_trial,
+)
 
 __all__ = [
-    "SPACES", "AnyNetSpace", "BootstrapInterval", "LinearFit", "RegNetSpace", "Sample", "SampleResult",
-    "SamplingError", "SweepFileError", "SweepSummary", "TrainSettings", "UnknownSpaceError", "block_widths",
-    "bootstrap_best", "complexity_weights", "design_values", "edf", "edf_dominance", "fit_error",
-    "fit_quantized_linear", "get_space", "group_by_space", "ks_statistic", "load_results", "normalized_edf",
-    "parse_band", "power_law", "read_jsonl", "read_trials", "regnet_family", "run_sweep", "run_sweep_ray",
-    "run_trial", "sample", "scaling_table", "size_table", "summarize", "trials_from_samples", "write_jsonl_atomic",
+    "SPACES", "AnyNetSpace", "BootstrapInterval", "LargeDigitsWarning", "LinearFit", "RegNetSpace", "Sample",
+    "SampleResult", "SamplingError", "SweepFileError", "SweepSummary", "TrainSettings", "UnknownSpaceError",
+    "analyze_groups", "block_widths", "bootstrap_best", "compare_populations", "complexity_edges",
+    "complexity_weights", "design_values", "digits_size_warning", "edf", "edf_dominance", "fit_error",
+    "fit_quantized_linear", "format_summary", "get_space", "group_by_space", "ks_statistic", "load_groups",
+    "load_results", "normalized_edf", "parse_band", "power_law", "read_jsonl", "read_trials", "regnet_family",
+    "run_sweep", "run_sweep_ray", "run_trial", "sample", "scaling_table", "size_table", "summarize",
+    "trial_timing", "trials_from_samples", "write_jsonl_atomic",
 ]
 
 

@@ -4,6 +4,7 @@
 * ``plot_param_errors``: error vs each design parameter with the bootstrap band of the best value.
 * ``plot_best_widths``: the best models' per-block widths with their quantized-linear fits.
 * ``plot_scaling``: activations and params vs flops, log-log, with fitted power laws per family.
+* ``plot_analysis``: all figures of ``analysis.analyze_groups``' populations into one folder.
 
 Each function writes ``path`` and returns it; figures are closed after saving.
 """
@@ -22,9 +23,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
-from regnet_zoo.design_space.analysis import block_widths, design_values, errors_of  # noqa: E402
+from regnet_zoo.design_space.analysis import (  # noqa: E402
+    best_records,
+    block_widths,
+    design_values,
+    errors_of,
+    fit_records,
+)
 from regnet_zoo.design_space.fit import LinearFit  # noqa: E402
-from regnet_zoo.design_space.stats import complexity_weights, edf  # noqa: E402
+from regnet_zoo.design_space.stats import complexity_edges, complexity_weights, edf  # noqa: E402
+from regnet_zoo.weights.files import atomic_write  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -33,8 +41,10 @@ def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:  # readers never see a half-written figure
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -47,13 +57,16 @@ def plot_edfs(
     bins: int = 10,
 ) -> Path:
     """Error EDF of each population (name -> ``ok`` records); with ``normalized`` the
-    complexity-normalised EDF (weights uniform over ``bins`` log-``complexity`` bins)."""
+    complexity-normalised EDF: weights uniform over ``bins`` log-``complexity`` bins spanning the
+    pooled range of all populations, so every curve is reweighted toward the same target."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    cx = {name: [r["complexity"][complexity] for r in recs] for name, recs in groups.items()} if normalized else {}
+    edges = complexity_edges(*cx.values(), bins=bins) if normalized else None
     for i, (name, recs) in enumerate(groups.items()):
         errs = errors_of(recs)
         weights = None
         if normalized:
-            weights = complexity_weights([r["complexity"][complexity] for r in recs], bins=bins)
+            weights = complexity_weights(cx[name], edges=edges)
         xs, ys = edf(errs, weights=weights)
         ax.step(np.concatenate([[xs[0]], xs]), np.concatenate([[0.0], ys]), where="post", color=COLORS[i % 10],
                 label=f"{name}  n={errs.size} min={errs.min():.1f} mean={errs.mean():.1f}")
@@ -150,3 +163,25 @@ def plot_scaling(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike
         ax.grid(alpha=0.4, which="both")
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_analysis(
+    groups: Mapping[str, list[dict[str, Any]]],
+    summary: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    fmt: str = "png",
+    top: int = 5,
+) -> list[Path]:
+    """The figures of an analysis (``summary = analysis.analyze_groups(groups)``) in ``out_dir``:
+    ``edf``, ``edf_normalized``, and per population ``errors_<name>`` (error vs each parameter with
+    its bootstrap band) and ``widths_<name>`` (the ``top`` best models' widths and fits); ``<name>``
+    with ``@`` and ``/`` replaced by ``_``. Returns the paths written."""
+    out = Path(out_dir)
+    paths = [plot_edfs(groups, out / f"edf.{fmt}"), plot_edfs(groups, out / f"edf_normalized.{fmt}", normalized=True)]
+    for name, recs in groups.items():
+        safe = name.replace("@", "_").replace("/", "_")
+        paths.append(plot_param_errors(recs, summary[name]["bootstrap"], out / f"errors_{safe}.{fmt}", title=name))
+        best = best_records(recs, top)
+        paths.append(plot_best_widths(best, fit_records(best), out / f"widths_{safe}.{fmt}", title=f"best of {name}"))
+    return paths

@@ -5,18 +5,34 @@ Every pending trial becomes one Tune trial (a grid over the trial list) that cal
 callback appends each result to ``<out>/results.jsonl`` the moment it arrives (the same durable,
 resumable file as the local runner), so workers need no shared file system and a restarted
 sweep skips what is already there. Requires ``ray[tune]`` (``pip install regnet-zoo[ray]``).
+
+A local Ray instance started here dies with this process even after kill -9: Ray fate-shares its
+raylet and GCS with the driver on Linux, but its dashboard and runtime-env agents hang on exit when
+the raylet vanishes; a small reaper process (``reap_ray_descendants``) kills what is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from regnet_zoo.design_space.records import RESULTS_NAME, append_jsonl, drop_torn_tail
-from regnet_zoo.design_space.sweep import SweepSummary, TrainSettings, failed_record, pending_trials, run_trial
+from regnet_zoo.design_space.records import RESULTS_NAME, append_jsonl
+from regnet_zoo.design_space.sweep import (
+    LargeDigitsWarning,
+    SweepSummary,
+    TrainSettings,
+    digits_size_warning,
+    failed_record,
+    pending_trials,
+    run_trial,
+)
 
 
 def _tune_trainable(config: dict[str, Any]) -> None:
@@ -54,6 +70,54 @@ def _results_callback(results_path: Path, settings: TrainSettings):
     return ResultsWriter()
 
 
+def _ray_descendants(root: int) -> dict[int, str]:
+    """Ray processes (``ray`` in the command line) below ``root``: pid -> start time (Linux /proc)."""
+    parent: dict[int, int] = {}
+    start: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(d.name)], start[int(d.name)] = int(fields[1]), fields[19]
+    out, todo = {}, [root]
+    while todo:
+        p = todo.pop()
+        for child in [c for c, pp in parent.items() if pp == p]:
+            todo.append(child)
+            try:
+                if b"ray" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out[child] = start[child]
+            except OSError:
+                pass
+    return out
+
+
+def reap_ray_descendants(driver: int, poll_s: float = 0.5) -> None:
+    """Run in a child of ``driver``: note the driver's Ray descendants every ``poll_s`` s and, once the
+    driver is gone, SIGKILL those still alive (same pid and start time). Linux only."""
+    known: dict[int, str] = {}
+    while os.getppid() == driver:
+        known.update(_ray_descendants(driver))
+        known.pop(os.getpid(), None)
+        time.sleep(poll_s)
+    for pid, started in known.items():
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            pass
+
+
+def _start_reaper() -> subprocess.Popen | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    code = f"from regnet_zoo.design_space.ray_runner import reap_ray_descendants; reap_ray_descendants({os.getpid()})"
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 def run_sweep_ray(
     trials: list[dict[str, Any]],
     out_dir: str | os.PathLike,
@@ -78,19 +142,26 @@ def run_sweep_ray(
     out = Path(out_dir).resolve()
     results_path = out / RESULTS_NAME
     todo, skipped = pending_trials(trials, results_path, settings)
+    if (msg := digits_size_warning(todo, settings)) is not None:
+        warnings.warn(msg, LargeDigitsWarning, stacklevel=2)
     t0 = time.perf_counter()
     if not todo:
         return SweepSummary(len(trials), skipped, 0, 0, results_path, 0.0)
-    started_here = False
+    started_here, reaper = False, None
     if not ray.is_initialized():
         if address:
             ray.init(address=address)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            reaper = _start_reaper()
+            try:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            except BaseException:
+                if reaper is not None:
+                    reaper.terminate()
+                raise
         started_here = True
     cpus = cpus_per_trial or settings.threads
     out.mkdir(parents=True, exist_ok=True)
-    drop_torn_tail(results_path)
     writer = _results_callback(results_path, settings)
     try:
         tuner = tune.Tuner(
@@ -105,5 +176,8 @@ def run_sweep_ray(
     finally:
         if started_here:
             ray.shutdown()
+        if reaper is not None:
+            reaper.terminate()
+            reaper.wait()
     return SweepSummary(len(trials), skipped, writer.finished, writer.failed, results_path,
                         time.perf_counter() - t0)

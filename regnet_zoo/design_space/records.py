@@ -2,23 +2,24 @@
 
 * A *trial file* (``regnet-zoo sweep sample -o trials.jsonl``) holds one sampled model per line:
   ``{"id", "space", "index", "cfg", "params", "complexity", "resolution", "in_chans", "num_classes"}``.
-  It is written atomically (temporary file + rename).
+  It is written atomically (temporary file + fsync + rename).
 * A *results file* (``<run dir>/results.jsonl``) gets one line per finished trial: the trial's
   fields plus ``status`` ("ok" or "failed"), ``error`` (top-1 error, %), timings and settings.
-  Each line is flushed and fsync'ed; a torn last line left by a crash (kill -9) is ignored on read
-  and cut off before the next append, so the file stays valid and finished trials are never lost.
+  ``append_jsonl`` writes each line (flush + fsync); a torn last line left by a crash (kill -9) is
+  ignored on read and cut off before the next append, so the file stays valid and finished trials
+  are never lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from regnet_zoo.design_space.sampling import SampleResult
+from regnet_zoo.weights.files import atomic_write
 
 RESULTS_NAME = "results.jsonl"
 
@@ -82,60 +83,21 @@ def drop_torn_tail(path: str | os.PathLike) -> int:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as a durable line (open, write, flush, fsync, close).
-
-    Call ``drop_torn_tail`` once before the first append to a file that may end in a torn line.
-    """
+    """Append one record to ``path`` as a durable line: cut a torn last line left by a crash
+    (``drop_torn_tail``), then open, write, flush, fsync, close. The one writer of results files."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-class JsonlAppender:
-    """Append records to a JSONL file, one durable line each (flush + fsync)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        drop_torn_tail(self.path)
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, sort_keys=True) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
-    """Write all records to ``path`` at once: temporary file in the same folder, fsync, rename."""
+    """Write all records to ``path`` at once (``weights.files.atomic_write``: temporary file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def trials_from_samples(result: SampleResult, start_index: int = 0) -> list[dict[str, Any]]:

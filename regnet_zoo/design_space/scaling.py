@@ -8,11 +8,11 @@ Counting conventions (the paper code's): flops = multiply-adds of conv and linea
 params = all learnable parameters, acts = output elements of every conv and linear layer.
 RegNets are counted analytically (``counting.model_complexity``, exact pycls numbers, 224 px).
 EfficientNets are built from timm (``efficientnet_b0``..``b7``, random init) on the *meta* device
-— no memory, no compute — and traced at their native resolutions (timm's ``tf_efficientnet_bN``
-input sizes: 224, 240, 260, 300, 380, 456, 528, 600) with ``torch.utils.flop_counter.FlopCounterMode``
-(its FLOPs are 2 x multiply-adds, halved here; conv/linear biases are not counted, which changes
-flops by < 0.1%) and forward hooks on ``Conv2d``/``Linear`` for acts. This gives the paper's
-Table 4 numbers (e.g. B0: 0.39 GF, 5.3 M params, 6.7 M acts; B5: 98.9 M acts).
+— no memory, no compute — and traced at their native resolutions (224, 240, 260, 300, 380, 456,
+528, 600 px) by the one tracer of regnet-zoo, ``regnet_zoo.benchmark.models.traced_complexity``
+(``torch.utils.flop_counter.FlopCounterMode`` halved to multiply-adds, biases not counted: < 0.1%
+of flops; forward hooks on ``Conv2d``/``Linear`` for acts). This gives the paper's Table 4 numbers
+(e.g. B0: 0.39 GF, 5.3 M params, 6.7 M acts; B5: 98.9 M acts). Imported on use (torch, timm).
 """
 
 from __future__ import annotations
@@ -42,53 +42,12 @@ def regnet_family(family: str, resolution: int = 224) -> list[dict[str, Any]]:
             for name, e in MODELS.items() if e.paper and name.startswith(f"regnet{family}_")]
 
 
-def native_resolution(variant: int) -> int:
-    """EfficientNet-B``variant``'s native input size (timm's ``tf_efficientnet_bN`` config)."""
-    import timm
-
-    return int(timm.models.get_pretrained_cfg(f"tf_efficientnet_b{variant}").input_size[-1])
-
-
-def traced_complexity(model, resolution: int, in_chans: int = 3) -> dict[str, int]:
-    """flops (multiply-adds), params and acts of a torch model on one image, traced.
-
-    Works on the meta device (no compute); see the module docstring for the convention.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    acts = [0]
-
-    def hook(_module, _inp, out):
-        acts[0] += out.numel()
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    device = next(model.parameters()).device
-    x = torch.empty(1, in_chans, resolution, resolution, device=device)
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.no_grad():
-            model.eval()(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return {"flops": int(counter.get_total_flops()) // 2, "params": sum(p.numel() for p in model.parameters()),
-            "acts": int(acts[0])}
-
-
 def efficientnet_family(variants=range(8)) -> list[dict[str, Any]]:
-    """Traced complexity of timm's EfficientNet-B0..B7 at native resolution (meta device)."""
-    import timm
-    import torch
+    """Traced complexity of timm's EfficientNet-B0..B7 at native resolution (meta device), counted by
+    the benchmark's tracer (``regnet_zoo.benchmark.models.efficientnet_complexity``)."""
+    from regnet_zoo.benchmark.models import efficientnet_complexity
 
-    rows = []
-    for b in variants:
-        with torch.device("meta"):
-            model = timm.create_model(f"efficientnet_b{b}", pretrained=False)
-        r = native_resolution(b)
-        rows.append({"name": f"EfficientNet-B{b}", "resolution": r, **traced_complexity(model, r)})
-    return rows
+    return [{"name": f"EfficientNet-B{b}", **efficientnet_complexity(b)} for b in variants]
 
 
 def scaling_table(include_efficientnet: bool = True) -> dict[str, Any]:

@@ -9,6 +9,8 @@
 * Empirical bootstrap (paper Sec. 3.1; pycls ``analysis.get_filters``): resample a fraction
   (25%) of the (value, error) pairs with replacement, keep the value of the lowest-error model,
   repeat B times; the 2.5/50/97.5 percentiles give the 95% interval of the best model's value.
+* Comparing two populations (``compare_populations``): the mean EDF difference with a bootstrap
+  interval, the KS distance, and a one-sided Mann-Whitney U test (SciPy, imported on use).
 """
 
 from __future__ import annotations
@@ -47,29 +49,63 @@ def edf(errors, at=None, weights=None) -> np.ndarray | tuple[np.ndarray, np.ndar
     return np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0)
 
 
-def complexity_weights(complexity, bins: int = 10, log: bool = True) -> np.ndarray:
-    """Per-model weights making the complexity distribution uniform over ``bins`` equal bins.
+def complexity_edges(*complexities, bins: int = 10, log: bool = True) -> np.ndarray:
+    """(bins + 1,) bin edges spanning the pooled [min, max] of all given complexity arrays.
 
-    Bins span [min, max] of ``complexity`` (in log space when ``log``); each model in bin j gets
-    1 / (k' m_j) where m_j is the bin's count and k' the number of non-empty bins. Sums to 1.
+    Geometrically spaced when ``log`` (the values must be > 0). Pass the result as ``edges`` to
+    ``complexity_weights`` / ``normalized_edf`` of every population so that all are reweighted toward
+    the same uniform target; bins taken from each population's own range are not comparable.
     """
-    c = np.asarray(complexity, dtype=np.float64).reshape(-1)
-    if c.size == 0 or np.any(c <= 0 if log else ~np.isfinite(c)):
-        raise ValueError("complexity must be a non-empty array of positive numbers")
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
-    x = np.log(c) if log else c
-    lo, hi = x.min(), x.max()
+    if not complexities:
+        raise ValueError("need at least one complexity array")
+    c = np.concatenate([_complexity(x, log) for x in complexities])
+    lo, hi = float(c.min()), float(c.max())
     if hi == lo:
+        return np.array([lo, hi])
+    return np.geomspace(lo, hi, bins + 1) if log else np.linspace(lo, hi, bins + 1)
+
+
+def _complexity(complexity, log: bool) -> np.ndarray:
+    c = np.asarray(complexity, dtype=np.float64).reshape(-1)
+    if c.size == 0 or not np.all(np.isfinite(c)) or (log and np.any(c <= 0)):
+        raise ValueError("complexity must be a non-empty array of " + ("positive" if log else "finite") + " numbers")
+    return c
+
+
+def complexity_weights(complexity, bins: int = 10, log: bool = True, *, edges=None) -> np.ndarray:
+    """Per-model weights making the complexity distribution uniform over equal bins.
+
+    The bins are ``edges`` (ascending, in the complexity's units, e.g. from ``complexity_edges`` over
+    several populations) or, without it, ``bins`` equal bins over [min, max] of ``complexity`` (in log
+    space when ``log``). Each model in bin j gets 1 / (k' m_j), m_j the bin's count and k' the number
+    of non-empty bins. Sums to 1. Values outside ``edges`` are an error.
+    """
+    c = _complexity(complexity, log)
+    if edges is None:
+        edges = complexity_edges(c, bins=bins, log=log)
+    e = np.asarray(edges, dtype=np.float64).reshape(-1)
+    if e.size < 2 or np.any(np.diff(e) < 0) or (log and e[0] <= 0):
+        raise ValueError("edges must be >= 2 ascending values (positive with log=True)")
+    if e[0] == e[-1]:  # one point: nothing to reweight
+        if np.any(c != e[0]):
+            raise ValueError(f"complexity values outside the bin edges [{e[0]:g}, {e[-1]:g}]")
         return np.full(c.size, 1.0 / c.size)
-    j = np.minimum(((x - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
-    counts = np.bincount(j, minlength=bins)
+    tol = 1e-9 * (e[-1] - e[0])  # edges from geomspace may miss the extremes by a rounding error
+    if np.any(c < e[0] - tol) or np.any(c > e[-1] + tol):
+        raise ValueError(f"complexity values outside the bin edges [{e[0]:g}, {e[-1]:g}]")
+    x, xe = (np.log(c), np.log(e)) if log else (c, e)
+    j = np.clip(np.searchsorted(xe, x, side="right") - 1, 0, e.size - 2)  # the last bin includes its right edge
+    counts = np.bincount(j, minlength=e.size - 1)
     return 1.0 / (np.count_nonzero(counts) * counts[j])
 
 
-def normalized_edf(errors, complexity, at=None, bins: int = 10, log: bool = True):
-    """Complexity-normalised error EDF (see module docstring); same returns as ``edf``."""
-    return edf(errors, at=at, weights=complexity_weights(complexity, bins, log))
+def normalized_edf(errors, complexity, at=None, bins: int = 10, log: bool = True, *, edges=None):
+    """Complexity-normalised error EDF (see module docstring); same returns as ``edf``.
+
+    Pass ``edges=complexity_edges(c_a, c_b, ...)`` to compare several populations."""
+    return edf(errors, at=at, weights=complexity_weights(complexity, bins, log, edges=edges))
 
 
 def ks_statistic(errors_a, errors_b) -> float:
@@ -79,12 +115,62 @@ def ks_statistic(errors_a, errors_b) -> float:
     return float(np.max(np.abs(edf(a, at=grid) - edf(b, at=grid))))
 
 
+def _dominance_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``edf_dominance`` of each row pair of a (r, n_a) and b (r, n_b): with F including the point,
+    mean_g F_a(g) - F_b(g) over the pooled row g equals sum_{g, i} 1[a_i <= g] / (n_a N) minus the same for b."""
+    pooled = np.concatenate([a, b], axis=1)
+    n = pooled.shape[1]
+    fa = (pooled[:, None, :] >= a[:, :, None]).sum(axis=(1, 2)) / (a.shape[1] * n)
+    fb = (pooled[:, None, :] >= b[:, :, None]).sum(axis=(1, 2)) / (b.shape[1] * n)
+    return fa - fb
+
+
 def edf_dominance(errors_a, errors_b) -> float:
-    """Mean of F_a(e) - F_b(e) over the pooled errors: > 0 when A's EDF lies left of B's."""
+    """Mean of F_a(e) - F_b(e) over the pooled errors (F just after each point, i.e. including it):
+    > 0 when A's EDF lies left of B's."""
     a, b = _errors(errors_a), _errors(errors_b)
-    grid = np.sort(np.concatenate([a, b]))
-    grid = np.nextafter(grid, np.inf)  # evaluate just after each step, so F includes the point
-    return float(np.mean(edf(a, at=grid) - edf(b, at=grid)))
+    return float(_dominance_rows(a[None], b[None])[0])
+
+
+def compare_populations(errors_a, errors_b, *, n_boot: int = 10_000, alpha: float = 0.05,
+                        seed: int | None = 0) -> dict[str, float | list[float]]:
+    """Is population A better (lower errors) than B? Distances and significance, JSON-able.
+
+    * ``edf_dominance`` (> 0: A's EDF left of B's) and its ``edf_dominance_ci``: the (1 - alpha)
+      percentile interval over ``n_boot`` bootstrap resamples (each population resampled with
+      replacement, independently);
+    * ``ks``: sup |F_a - F_b|;
+    * ``mann_whitney_p``: one-sided Mann-Whitney U test (SciPy) of "A's errors are stochastically
+      smaller than B's" (ties get mid-ranks and the tie-corrected normal approximation, exact for
+      small samples without ties), with ``mann_whitney_u`` (SciPy's U of A) and ``prob_lower_error``
+      = 1 - U / (n_a n_b): the chance that a random model of A has the lower error (ties count half).
+    """
+    try:
+        from scipy.stats import mannwhitneyu
+    except ImportError as e:  # scipy comes with scikit-learn (the train extra)
+        raise ImportError("compare_populations needs SciPy for the Mann-Whitney U test: pip install scipy") from e
+    a, b = _errors(errors_a), _errors(errors_b)
+    if not 0 < alpha < 1 or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError("alpha must be in (0, 1) and n_boot an integer >= 1")
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // (a.size + b.size) ** 2)  # keeps the (chunk, n, N) comparison near 2M cells
+    for start in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - start)
+        boot[start:start + r] = _dominance_rows(a[rng.integers(0, a.size, (r, a.size))],
+                                                b[rng.integers(0, b.size, (r, b.size))])
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    mw = mannwhitneyu(a, b, alternative="less")
+    return {
+        "edf_dominance": edf_dominance(a, b),
+        "edf_dominance_ci": [float(lo), float(hi)],
+        "ci_alpha": alpha,
+        "ks": ks_statistic(a, b),
+        "mann_whitney_u": float(mw.statistic),
+        "mann_whitney_p": float(mw.pvalue),
+        "prob_lower_error": float(1.0 - mw.statistic / (a.size * b.size)),
+        "n_boot": n_boot,
+    }
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,21 @@ plain ``lightning.Trainer`` for ``epochs`` epochs and returns the trial record p
 trials in worker processes on this machine (``workers`` at a time, ``threads`` torch threads
 each) and appends each result to ``<out>/results.jsonl`` as it finishes; a restart skips the
 trials already finished there. ``ray_runner.run_sweep_ray`` runs the same function on Ray Tune.
+Worker processes end with their parent: a sweep killed with -9 leaves no orphan trainers.
 torch and Lightning are imported inside the trial function only.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 import traceback
 import warnings
@@ -25,13 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from regnet_zoo.design_space.records import (
-    RESULTS_NAME,
-    JsonlAppender,
-    SweepFileError,
-    finished_ids,
-    read_jsonl,
-)
+from regnet_zoo.design_space.records import RESULTS_NAME, SweepFileError, append_jsonl, finished_ids, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +172,62 @@ def failed_record(trial: dict[str, Any], settings: TrainSettings, exc: BaseExcep
             "host": platform.node(), "finished_at": time.time()}
 
 
-def _worker_init(threads: int) -> None:
+def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """End this process as soon as ``parent_pid`` (the sweep that started it) is gone.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); on every
+    platform a daemon thread also polls ``os.getppid()`` every ``poll_s`` seconds (an orphan is
+    re-parented, so the id changes) and exits at once. Called in each worker process at start.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl in this libc: the polling thread still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_init(threads: int, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
     torch.set_num_threads(threads)
     _quiet_lightning()
+
+
+DIGITS_IMAGES = 1797  # scikit-learn's digits: 8 x 8 px each
+DIGITS_LARGE_SIZE = 64  # px: above this, training on the digits warns
+
+
+class LargeDigitsWarning(UserWarning):
+    """Digits would be trained at a large resolution (slow, memory-hungry, no gain)."""
+
+
+def digits_size_warning(trials: list[dict[str, Any]], settings: TrainSettings) -> str | None:
+    """A warning text when ``settings`` would train ``trials`` on the digits above ``DIGITS_LARGE_SIZE``
+    pixels (each trial trains at ``settings.image_size`` or its sampling resolution), else None."""
+    if settings.data != "digits" or not trials:
+        return None
+    size = max(settings.image_size or int(t["resolution"]) for t in trials)
+    if size <= DIGITS_LARGE_SIZE:
+        return None
+    chans = max(int(t.get("in_chans", 3)) for t in trials)
+    gib = DIGITS_IMAGES * chans * size ** 2 * 4 / 2 ** 30
+    return (f"training on the 8x8 digits at {size} px: the upsampled images alone take {gib:.1f} GiB per trial "
+            f"and every step costs about {(size / 32) ** 2:.0f}x the compute of 32 px, for no more information. "
+            "Sample the trials at 32 px so the flops band refers to what is trained: `regnet-zoo sweep sample "
+            "--space SPACE --flops 4e6:6e6 --resolution 32 --num-classes 10 ...` (the paper's 360-400 MF band at "
+            "224 px scales to about 8 MF at 32 px); `--image-size 32` would train these trials at 32 px, but "
+            "their flops then lie outside the sampled band.")
 
 
 @dataclass
@@ -198,8 +247,12 @@ _RUNTIME_ONLY = ("threads", "num_workers", "accelerator")
 
 
 def _recipe(settings: dict[str, Any] | TrainSettings) -> dict[str, Any]:
-    d = (settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)).as_dict()
-    return {k: v for k, v in d.items() if k not in _RUNTIME_ONLY}
+    """Settings that decide a trial's result, normalised (missing fields at their defaults) but not
+    re-validated: a stored ``data`` folder that has moved since must not make reading results fail."""
+    d = settings.as_dict() if isinstance(settings, TrainSettings) else dict(settings)
+    full = {f.name: d.pop(f.name, f.default) for f in fields(TrainSettings)}
+    full.update(d)  # fields unknown to this version stay, and differ from the current settings
+    return {k: v for k, v in full.items() if k not in _RUNTIME_ONLY}
 
 
 def pending_trials(trials: list[dict[str, Any]], results_path: Path,
@@ -215,7 +268,8 @@ def pending_trials(trials: list[dict[str, Any]], results_path: Path,
         want = _recipe(settings)
         for r in results:
             if r.get("status") == "ok" and "settings" in r and _recipe(r["settings"]) != want:
-                diff = {k: (v, want[k]) for k, v in _recipe(r["settings"]).items() if want[k] != v}
+                was = _recipe(r["settings"])
+                diff = {k: (was.get(k), want.get(k)) for k in sorted(set(was) | set(want)) if was.get(k) != want.get(k)}
                 raise SweepFileError(
                     f"{results_path}: trial {r.get('id')!r} was trained with other settings {diff} "
                     "(results: was, now); use another --out folder or the same settings")
@@ -242,38 +296,40 @@ def run_sweep(
     out = Path(out_dir)
     results_path = out / RESULTS_NAME
     todo, skipped = pending_trials(trials, results_path, settings)
+    if (msg := digits_size_warning(todo, settings)) is not None:
+        warnings.warn(msg, LargeDigitsWarning, stacklevel=2)
     t0 = time.perf_counter()
     finished = failed = 0
-    with JsonlAppender(results_path) as sink:
-        def record(rec: dict[str, Any]) -> None:
-            nonlocal finished, failed
-            sink.write(rec)
-            finished += rec["status"] == "ok"
-            failed += rec["status"] != "ok"
-            if on_result is not None:
-                on_result(rec)
 
-        if workers == 0:
-            for t in todo:
-                try:
-                    rec = run_trial(t, settings)
-                except Exception as e:  # noqa: BLE001 (a failing model must not stop the sweep)
-                    rec = failed_record(t, settings, e)
-                record(rec)
-        elif todo:
-            ctx = multiprocessing.get_context("spawn")
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                          initargs=(settings.threads,))
+    def record(rec: dict[str, Any]) -> None:
+        nonlocal finished, failed
+        append_jsonl(results_path, rec)
+        finished += rec["status"] == "ok"
+        failed += rec["status"] != "ok"
+        if on_result is not None:
+            on_result(rec)
+
+    if workers == 0:
+        for t in todo:
             try:
-                futures = {pool.submit(run_trial, t, settings.as_dict()): t for t in todo}
-                for fut in cf.as_completed(futures):
-                    try:
-                        rec = fut.result()
-                    except Exception as e:  # noqa: BLE001
-                        rec = failed_record(futures[fut], settings, e)
-                    record(rec)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
+                rec = run_trial(t, settings)
+            except Exception as e:  # noqa: BLE001 (a failing model must not stop the sweep)
+                rec = failed_record(t, settings, e)
+            record(rec)
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                      initargs=(settings.threads, os.getpid()))
+        try:
+            futures = {pool.submit(run_trial, t, settings.as_dict()): t for t in todo}
+            for fut in cf.as_completed(futures):
+                try:
+                    rec = fut.result()
+                except Exception as e:  # noqa: BLE001
+                    rec = failed_record(futures[fut], settings, e)
+                record(rec)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     return SweepSummary(len(trials), skipped, finished, failed, results_path, time.perf_counter() - t0)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from regnet_zoo.design_space import SweepFileError, load_results, read_jsonl, read_trials, write_jsonl_atomic
-from regnet_zoo.design_space.records import JsonlAppender, append_jsonl, drop_torn_tail, finished_ids
+from regnet_zoo.design_space.records import append_jsonl, drop_torn_tail, finished_ids
 
 from .conftest import tiny_trials
 
@@ -16,6 +16,8 @@ def test_trials_round_trip(tmp_path):
     path = write_jsonl_atomic(tmp_path / "t.jsonl", trials)
     assert read_trials(path) == trials
     assert [p.name for p in tmp_path.iterdir()] == ["t.jsonl"]  # no temporary file left
+    write_jsonl_atomic(path, trials[:1])  # replaced as a whole
+    assert read_trials(path) == trials[:1]
 
 
 def test_torn_last_line_is_skipped_and_cut_before_appending(tmp_path):
@@ -24,8 +26,7 @@ def test_torn_last_line_is_skipped_and_cut_before_appending(tmp_path):
     with open(path, "ab") as f:  # what a kill -9 in the middle of a write leaves
         f.write(b'{"id": "b", "stat')
     assert read_jsonl(path) == [{"id": "a", "status": "ok"}]
-    with JsonlAppender(path) as sink:
-        sink.write({"id": "c", "status": "ok"})
+    append_jsonl(path, {"id": "c", "status": "ok"})
     assert [r["id"] for r in read_jsonl(path)] == ["a", "c"]
     assert path.read_text().endswith("\n") and drop_torn_tail(path) == 0
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ from regnet_zoo.design_space import (
     run_trial,
     write_jsonl_atomic,
 )
+from regnet_zoo.design_space.records import append_jsonl
+from regnet_zoo.design_space.sweep import pending_trials
 
 from .conftest import FAST, tiny_trials
 
@@ -58,29 +61,72 @@ def test_failing_trial_is_recorded_and_retried(tmp_path):
     assert (s.skipped, s.failed) == (1, 1)  # failures are retried, finished trials are not
 
 
-def test_kill_9_then_resume(tmp_path):
-    trials = tiny_trials(4)
+def _children(pid: int) -> list[int]:
+    """Ids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and _state_ppid(int(d.name))[1] == pid:
+            kids.append(int(d.name))
+    return kids
+
+
+def _state_ppid(pid: int) -> tuple[str, int]:
+    """(state letter, parent id) of a process; ("X", 0) when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return "X", 0
+    return fields[0], int(fields[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table from /proc")
+def test_kill_9_with_workers_then_resume(tmp_path):
+    trials = tiny_trials(3)
     tfile = write_jsonl_atomic(tmp_path / "trials.jsonl", trials)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "regnet_zoo", "sweep", "train", str(tfile), "--out", str(out), "--workers", "0",
-           "--epochs", "1", "--batch-size", "32", "--limit-train-batches", "2", "--limit-val-batches", "1"]
+    # ~60 steps per trial (seconds): after the first result the next trial is still training at the kill
+    cmd = [sys.executable, "-m", "regnet_zoo", "sweep", "train", str(tfile), "--out", str(out), "--workers", "2",
+           "--epochs", "2", "--batch-size", "32", "--limit-train-batches", "30", "--limit-val-batches", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (results.exists() and results.read_bytes().count(b"\n") >= 1):
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (results.exists() and results.read_bytes().count(b"\n") >= 1):
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(workers) >= 2  # the two trial workers (and multiprocessing's resource tracker)
+    # the workers end with their parent instead of training on as orphans
+    deadline = time.time() + 3
+    while time.time() < deadline and any(_state_ppid(w)[0] not in "XZ" for w in workers):
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = read_jsonl(results)
-    assert 1 <= len(before) < 4
+    assert [w for w in workers if _state_ppid(w)[0] not in "XZ"] == []
+    before = read_jsonl(results)  # parses: no torn line in the middle
+    assert 1 <= len(before) < 3 and len({r["id"] for r in before}) == len(before)
     with open(results, "ab") as f:  # the worst case: killed in the middle of a line
-        f.write(b'{"id": "tiny-0003", "status": "o')
+        f.write(b'{"id": "tiny-0002", "status": "o')
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(before)} already done" in done.stdout
     after = read_jsonl(results)
     assert sorted(r["id"] for r in after) == [t["id"] for t in trials]  # each exactly once
     assert after[:len(before)] == before
+
+
+def test_stored_settings_are_compared_without_revalidation(tmp_path):
+    trials = tiny_trials(2)
+    results = tmp_path / "results.jsonl"
+    old = {k: v for k, v in FAST.as_dict().items() if k != "augment"}  # a field added later: its default applies
+    append_jsonl(results, {**trials[0], "status": "ok", "error": 5.0, "settings": old})
+    assert pending_trials(trials, results, FAST) == ([trials[1]], 1)
+    # trained on an image folder that has moved since: the stored settings cannot be re-validated, but
+    # the message is the intended one, not TrainSettings' "data must be 'digits' or a folder"
+    append_jsonl(results, {**trials[1], "status": "ok", "error": 5.0, "settings": {**old, "data": "moved/images"}})
+    with pytest.raises(SweepFileError, match=r"'tiny-0001' was trained with other settings "
+                                             r"\{'data': \('moved/images', 'digits'\)\}"):
+        pending_trials(trials, results, FAST)
 
 
 def test_settings_validation():

@@ -1,12 +1,16 @@
 """Complexity scaling (reproduction a): acts ~ flops^0.5 for RegNet, ~linear for EfficientNet."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from regnet_zoo.benchmark.models import traced_complexity
 from regnet_zoo.counting import model_complexity
 from regnet_zoo.design_space import power_law, regnet_family
-from regnet_zoo.design_space.scaling import efficientnet_family, scaling_table, traced_complexity
+from regnet_zoo.design_space.scaling import efficientnet_family, scaling_table
 from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import MODELS
 
@@ -45,6 +49,16 @@ def test_efficientnet_counts_match_paper_table_4(table):
         assert rows[f"EfficientNet-B{b}"]["acts"] / 1e6 == pytest.approx(acts, abs=0.06)
     b0 = rows["EfficientNet-B0"]
     assert b0["flops"] / 1e9 == pytest.approx(0.39, abs=0.01) and b0["params"] / 1e6 == pytest.approx(5.3, abs=0.05)
+
+
+def test_table_equals_the_committed_scaling_file(table):
+    # the committed benchmarks/results/sweep/scaling.json (reproduction a) is what the code computes
+    committed = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "sweep" /
+                            "scaling.json").read_text())
+    assert set(committed) == set(table)
+    for fam, t in table.items():
+        assert committed[fam]["models"] == t["models"], fam
+        assert committed[fam]["acts_exponent"] == pytest.approx(t["acts_exponent"], rel=1e-12)
 
 
 def test_tracer_agrees_with_analytic_count_on_a_regnet():
