@@ -166,7 +166,11 @@ def test_normalisation_follows_the_backbone_pretrained_cfg():
     retina = retinanet_regnet_fpn("regnetx_200mf", num_classes=3, image_std=[1.0, 1.0, 1.0], **SMALL_RETINA)
     assert retina.transform.image_mean == [0.485, 0.456, 0.406]  # the zoo model's (ImageNet) statistics
     assert retina.transform.image_std == [1.0, 1.0, 1.0]  # an explicit argument wins
-    gray = regnet_zoo.create("regnetx_200mf", in_chans=1)
+    gray = regnet_zoo.create("regnetx_200mf", in_chans=1)  # its pretrained_cfg follows in_chans (as timm's)
+    gray_rcnn = maskrcnn_regnet_fpn(gray, num_classes=3, **SMALL_RCNN)
+    assert gray_rcnn.transform.image_mean == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
+    assert gray_rcnn.transform.image_std == pytest.approx([(0.229 + 0.224 + 0.225) / 3])
+    gray.pretrained_cfg = {**gray.pretrained_cfg, "mean": (0.485, 0.456, 0.406)}  # e.g. edited by hand
     with pytest.raises(ValueError, match="1 input channels .* pass image_mean and image_std"):
         maskrcnn_regnet_fpn(gray, num_classes=3)
     one = maskrcnn_regnet_fpn(regnet_zoo.create("regnetx_200mf", in_chans=1), num_classes=3, image_mean=[0.5],
