@@ -47,7 +47,7 @@ def test_timing_ratio_of_known_durations():
     out = time_interleaved(cases, {"short": 1, "long": 2}, warmup=0, repeats=5)
     assert 0.012 <= out["long"].median_s < 0.05
     ratio = out["short"].images_per_s / out["long"].images_per_s  # 1/0.004 vs 2/0.012 -> 1.5
-    assert 1.1 < ratio < 1.7
+    assert ratio == pytest.approx(1.5, abs=0.3)  # sleep overshoot only lengthens the calls
     with pytest.raises(ValueError):
         time_interleaved(cases, 1, repeats=0)
 

@@ -104,7 +104,7 @@ def test_kill_9_with_workers_then_resume(tmp_path):
         time.sleep(0.05)
     assert [w for w in workers if _state_ppid(w)[0] not in "XZ"] == []
     before = read_jsonl(results)  # parses: no torn line in the middle
-    assert 1 <= len(before) < 3 and len({r["id"] for r in before}) == len(before)
+    assert len(before) in (1, 2) and len({r["id"] for r in before}) == len(before)
     with open(results, "ab") as f:  # the worst case: killed in the middle of a line
         f.write(b'{"id": "tiny-0002", "status": "o')
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

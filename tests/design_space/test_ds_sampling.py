@@ -83,7 +83,7 @@ def test_regnet_constraints(drawn):
         for s in drawn[name].samples:
             c = s.cfg
             assert isinstance(c, RegNetCfg) and c.se_ratio == space.se_ratio
-            assert 1 <= c.depth <= 63 and 8 <= c.w0 <= 248 and c.w0 % 8 == 0
+            assert c.depth in range(1, 64) and 8 <= c.w0 <= 248 and c.w0 % 8 == 0
             assert 8 <= c.wa <= 255.9 and space.wm[0] <= c.wm <= space.wm[1]
             assert round(c.wa, 1) == c.wa and round(c.wm, 3) == c.wm
             assert len(c.to_anynet().stages) == 4  # pycls' NUM_STAGES constraint
