@@ -401,6 +401,10 @@ class RegNetClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         ignore_known_lightning_warnings()
+        if stage == "fit" and self.example_input_array is None:
+            cfg = self._datamodule_config()
+            if cfg is not None and "input_size" in cfg:  # one image: the model summary shows map sizes and FLOPs
+                self.example_input_array = torch.zeros(1, *cfg["input_size"])
 
     def on_fit_start(self) -> None:
         self.data_config = self._datamodule_config() or self.data_config

@@ -136,3 +136,20 @@ def test_deferred_finite_check_names_the_recorded_step(tiny_cfg):
     with pytest.raises(NonFiniteLossError, match=r"inf at global step 7 \(epoch 1, batch 2, LR 0.05\)"):
         model.check_finite_loss()
     model.check_finite_loss()  # nothing pending: no error
+
+
+def test_model_summary_sees_the_data_input_size_and_exact_flops(tiny_cfg, trainer_kwargs):
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    import regnet_zoo
+
+    dm = DigitsDataModule(image_size=24, batch_size=32)
+    model = RegNetClassifier(tiny_cfg, num_classes=10, schedule_epochs=1)
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, enable_checkpointing=False, **trainer_kwargs)
+    trainer.fit(model, dm)
+    assert tuple(model.example_input_array.shape) == (1, 3, 24, 24)  # set from the DataModule's input size
+    summary = ModelSummary(model, max_depth=1)
+    assert summary.in_sizes[0] == [1, 3, 24, 24] and summary.out_sizes[0] == [1, 10]
+    # torch counts 2 FLOPs per multiply-add and no bias adds; pycls adds one per biased output (the 10 logits)
+    exact = regnet_zoo.complexity(cfg_from_dict(tiny_cfg), resolution=24, num_classes=10)["flops"]
+    assert summary.total_flops == 2 * (exact - 10)
