@@ -191,9 +191,12 @@ def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any], mean_key: 
     return out
 
 
-def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, **kwargs) -> BackboneWithFPN:
+def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, trainable_stages, frozen_bn,
+                  out_channels, backbone_kwargs) -> BackboneWithFPN:
+    """The detector builders' backbone: their named arguments plus ``backbone_kwargs``."""
     return regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
-                               extra_blocks=extra_blocks, **kwargs)
+                               extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
+                               out_channels=out_channels, **(backbone_kwargs or {}))
 
 
 def _rcnn_parts(backbone: BackboneWithFPN, kwargs: dict[str, Any], mask: bool) -> dict[str, Any]:
@@ -226,8 +229,7 @@ def fasterrcnn_regnet_fpn(
     (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
     """
     backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
-                             **(backbone_kwargs or {}))
+                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
     return FasterRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=False))
 
 
@@ -245,8 +247,7 @@ def maskrcnn_regnet_fpn(
 ) -> MaskRCNN:
     """torchvision ``MaskRCNN`` on a RegNet-FPN backbone (arguments as ``fasterrcnn_regnet_fpn``)."""
     backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
-                             **(backbone_kwargs or {}))
+                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
     return MaskRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=True))
 
 
@@ -265,8 +266,7 @@ def retinanet_regnet_fpn(
     """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5); anchors 4 x stride
     with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as ``fasterrcnn_regnet_fpn``)."""
     backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelP6P7(out_channels, out_channels),
-                             trainable_stages=trainable_stages, frozen_bn=frozen_bn, out_channels=out_channels,
-                             **(backbone_kwargs or {}))
+                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
     parts = dict(**_normalisation(backbone, detector_kwargs))
     if "anchor_generator" not in detector_kwargs:
         parts["anchor_generator"] = default_anchor_generator([s for _, s in feature_maps(backbone)],
