@@ -47,8 +47,8 @@ from regnet_zoo.design_space.analysis import (
 )
 from regnet_zoo.design_space.records import RESULTS_NAME, read_jsonl
 from regnet_zoo.design_space.sweep import pending_trials
+from regnet_zoo.fileio import atomic_write
 from regnet_zoo.registry import MODELS
-from regnet_zoo.weights.files import atomic_write
 
 DISPLAY = {"anynetx_a": "AnyNetX_A", "regnetx": "RegNetX"}
 

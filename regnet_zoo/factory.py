@@ -2,7 +2,7 @@
 
 Data flows one way: name -> ``registry`` -> config -> ``models.AnyNet`` -> ``weights`` -> user.
 ``register_timm_models()`` makes our models timm models (``timm.create_model("regnet_zoo_regnety_040")``);
-importing this module calls it (``import regnet_zoo`` alone does not import this module).
+nothing is registered with timm until it is called.
 """
 
 from __future__ import annotations
@@ -14,35 +14,33 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import timm
 import torch
+from timm.models import register_model
 from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
 from regnet_zoo.models import AnyNet, wrap_features
 from regnet_zoo.models.anynet import pretrained_cfg_for_channels
-from regnet_zoo.registry import ModelEntry, split_name_tag
+from regnet_zoo.registry import MODELS, ModelEntry, split_name_tag
 from regnet_zoo.weights import HF_HUB_PREFIX
+from regnet_zoo.weights.apply import apply_weights, head_classes, input_channels
+from regnet_zoo.weights.resolve import create_from_hub, resolve_pretrained
 
 _log = logging.getLogger(__name__)
-
-
-def resolve_model(model: str | ModelCfg | dict[str, Any]) -> tuple[ModelEntry | None, ModelCfg, str | None]:
-    """(registry entry or None, architecture, tag from ``NAME.TAG`` or None)."""
-    if isinstance(model, (RegNetCfg, AnyNetCfg)):
-        return None, model, None
-    if isinstance(model, dict):
-        return None, cfg_from_dict(model), None
-    if isinstance(model, str):
-        entry, tag = split_name_tag(model)
-        return entry, entry.cfg, tag
-    raise TypeError(f"model must be a name, RegNetCfg, AnyNetCfg or config dict, got {type(model).__name__}")
 
 
 def _build(model: str | ModelCfg | dict[str, Any], pretrained: bool | str | os.PathLike | None, *,
            num_classes: int | None, in_chans: int | None, cache_dir: str | os.PathLike | None,
            device: torch.device | str | None, **kwargs: Any) -> AnyNet:
     """A registry model or config, with ``pretrained`` weights loaded (see ``create``)."""
-    entry, cfg, tag = resolve_model(model)
+    entry, tag = split_name_tag(model) if isinstance(model, str) else (None, None)
+    if entry is not None:
+        cfg = entry.cfg
+    elif isinstance(model, (RegNetCfg, AnyNetCfg, dict)):
+        cfg = cfg_from_dict(model) if isinstance(model, dict) else model
+    else:
+        raise TypeError(f"model must be a name, RegNetCfg, AnyNetCfg or config dict, got {type(model).__name__}")
     if tag is not None and pretrained in (None, True):
         if pretrained is None:
             _log.info("loading weights %s.%s (tag in the name); pass pretrained=False for random init",
@@ -50,9 +48,6 @@ def _build(model: str | ModelCfg | dict[str, Any], pretrained: bool | str | os.P
         pretrained = tag
     weights = None
     if pretrained:
-        from regnet_zoo.weights.apply import head_classes, input_channels
-        from regnet_zoo.weights.resolve import resolve_pretrained
-
         weights = resolve_pretrained(entry, pretrained, cache_dir=cache_dir)
         num_classes = head_classes(weights.state_dict) if num_classes is None else num_classes
         in_chans = input_channels(weights.state_dict) if in_chans is None else in_chans
@@ -62,8 +57,6 @@ def _build(model: str | ModelCfg | dict[str, Any], pretrained: bool | str | os.P
     if entry is not None:
         net.pretrained_cfg = {"architecture": entry.name, **net.pretrained_cfg}
     if weights is not None:
-        from regnet_zoo.weights.resolve import apply_weights
-
         apply_weights(net, weights)
     return net
 
@@ -87,9 +80,9 @@ def create(
 
     Args:
         model: a registry name or alias (``"regnety_4.0gf"``, ``"RegNetY-4.0GF"``, ``"regnety_040"``,
-            ``"regnety_4.0gf.tv2_in1k"`` with a weight tag), ``"hf-hub:org/repo[@revision]"``, a
+            ``"regnety_4.0gf.ra3_in1k"`` with a weight tag), ``"hf-hub:org/repo[@revision]"``, a
             ``RegNetCfg`` / ``AnyNetCfg``, or a config dict (``cfg.to_dict()``).
-        pretrained: True (the model's default weights); a weight tag such as ``"tv2_in1k"`` (or
+        pretrained: True (the model's default weights); a weight tag such as ``"ra3_in1k"`` (or
             ``"pycls"`` / ``"torchvision"`` for the original files); a path to a weight file of any
             supported layout; False for random init. Default: True for ``hf-hub:`` names and for
             ``NAME.TAG`` (logged; timm would give random weights), False otherwise.
@@ -113,8 +106,6 @@ def create(
     if pretrained and overlay.get("file"):
         pretrained = overlay["file"]
     if isinstance(model, str) and model.startswith(HF_HUB_PREFIX):
-        from regnet_zoo.weights.hub import create_from_hub
-
         net = create_from_hub(model[len(HF_HUB_PREFIX):], pretrained=True if pretrained is None else pretrained,
                               num_classes=num_classes, in_chans=in_chans, cache_dir=cache_dir, device=device,
                               **kwargs)
@@ -147,8 +138,7 @@ def _timm_entrypoint(entry: ModelEntry):
             overlay = {**{k: v for k, v in cfg.items() if v is not None}, **overlay}
         return create(entry.name, pretrained=pretrained, pretrained_cfg_overlay=overlay or None, **kw)
 
-    fn_name = f"regnet_zoo_{entry.timm_name}"
-    entrypoint.__name__ = entrypoint.__qualname__ = fn_name
+    entrypoint.__name__ = entrypoint.__qualname__ = f"regnet_zoo_{entry.timm_name}"
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f"{entry.display} from regnet_zoo ({entry.description})."
     return entrypoint
@@ -158,28 +148,16 @@ def register_timm_models() -> list[str]:
     """Register ``regnet_zoo_<timm id>`` entrypoints with timm (idempotent); returns the registered names.
 
     timm reads ``org/name`` as a Hub id or path and ``name.tag`` as a weight tag, so a name like
-    ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Call this first (``import regnet_zoo``
-    loads it lazily and does not register anything by itself)::
+    ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Call this first (neither importing
+    regnet_zoo nor ``create`` registers anything)::
 
         regnet_zoo.register_timm_models()
-        timm.create_model("regnet_zoo_regnety_040", pretrained=True)  # tags work: "regnet_zoo_regnety_040.tv2_in1k"
+        timm.create_model("regnet_zoo_regnety_040", pretrained=True)  # tags work: "regnet_zoo_regnety_040.ra3_in1k"
 
     timm's ``device``, ``dtype``, ``pretrained_cfg_overlay`` and ``features_only`` are honoured.
     """
-    from timm.models._registry import _model_entrypoints, register_model
-
-    from regnet_zoo.registry import MODELS
-
-    names = []
-    for entry in MODELS.values():
-        fn_name = f"regnet_zoo_{entry.timm_name}"
-        names.append(fn_name)
-        if fn_name in _model_entrypoints:
-            continue
-        fn = _timm_entrypoint(entry)
-        setattr(sys.modules[__name__], fn_name, fn)
-        register_model(fn)
+    names = [f"regnet_zoo_{entry.timm_name}" for entry in MODELS.values()]
+    for entry, fn_name in zip(MODELS.values(), names):
+        if not timm.is_model(fn_name):
+            setattr(sys.modules[__name__], fn_name, register_model(_timm_entrypoint(entry)))
     return names
-
-
-register_timm_models()

@@ -182,7 +182,7 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def split_name_tag(spec: str) -> tuple[ModelEntry, str | None]:
-    """Resolve ``NAME`` or ``NAME.TAG`` (e.g. ``regnety_4.0gf.tv2_in1k``) to (entry, tag)."""
+    """Resolve ``NAME`` or ``NAME.TAG`` (e.g. ``regnety_4.0gf.ra3_in1k``) to (entry, tag)."""
     if normalize(spec) in _ALIASES:
         return get_entry(spec), None
     base, dot, tag = spec.rpartition(".")

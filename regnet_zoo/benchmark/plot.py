@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from regnet_zoo.benchmark.report import MiB, Report
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 COLORS = {"zoo": "tab:blue", "timm": "tab:orange", "torchvision": "tab:green", "zoo fused / compiled": "tab:purple",
           "EfficientNet (timm)": "tab:red"}

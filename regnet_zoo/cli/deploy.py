@@ -10,7 +10,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 # presets of `regnet-zoo benchmark`; explicit options override them

@@ -155,7 +155,7 @@ def main(command: str, argv: list[str]) -> int:
         print(f"regnet-zoo validate: {e}", file=sys.stderr)
         return 1
     if a.results_file:
-        from regnet_zoo.weights.files import atomic_write
+        from regnet_zoo.fileio import atomic_write
 
         buf = io.StringIO()
         writer = csv.writer(buf)

@@ -235,7 +235,7 @@ def _scaling(argv: list[str]) -> int:
               f"({len(t['models'])} models)")
     if a.plots:
         from regnet_zoo.design_space.plots import plot_scaling
-        from regnet_zoo.weights.files import atomic_write
+        from regnet_zoo.fileio import atomic_write
 
         out = Path(a.plots)
         plot_scaling(table, out / f"scaling.{a.format}")

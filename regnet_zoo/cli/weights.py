@@ -25,7 +25,7 @@ from regnet_zoo.weights.errors import WeightsError
 if TYPE_CHECKING:
     from torch import nn
 
-    from regnet_zoo.weights.resolve import Pretrained
+    from regnet_zoo.weights.apply import Pretrained
 
 
 def _fail(command: str, err: Exception) -> int:
@@ -48,9 +48,10 @@ def _download(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     a = p.parse_args(argv)
     from regnet_zoo.registry import split_name_tag
+    from regnet_zoo.weights.endpoint import split_revision
     from regnet_zoo.weights.files import file_sha256
     from regnet_zoo.weights.hf_config import CONFIG_NAME, WEIGHTS_NAME
-    from regnet_zoo.weights.hub import download_weights, hub_download, split_revision
+    from regnet_zoo.weights.hub import download_weights, hub_download
     from regnet_zoo.weights.manifest import load_manifest
     from regnet_zoo.weights.origin import download_origin
 
@@ -99,8 +100,7 @@ def _identify(state_dict: dict, model: str | None) -> str | None:
 def _model_with(name: str, weights: Pretrained) -> nn.Module:
     """Registry model ``name`` with ``weights`` (a ``Pretrained``) loaded; class count and channels from them."""
     import regnet_zoo
-    from regnet_zoo.weights.apply import head_classes, input_channels
-    from regnet_zoo.weights.resolve import apply_weights
+    from regnet_zoo.weights.apply import apply_weights, head_classes, input_channels
 
     sd = weights.state_dict
     net = regnet_zoo.create(name, num_classes=head_classes(sd), in_chans=input_channels(sd))
@@ -127,11 +127,11 @@ def _convert(argv: list[str]) -> int:
     a = p.parse_args(argv)
     from safetensors.torch import save_file
 
-    from regnet_zoo.weights.apply import read_state_dict
+    from regnet_zoo.fileio import atomic_write
+    from regnet_zoo.weights.apply import Pretrained, read_state_dict
     from regnet_zoo.weights.convert import convert_state_dict, detect_format
-    from regnet_zoo.weights.files import atomic_write
     from regnet_zoo.weights.publish import save_pretrained
-    from regnet_zoo.weights.resolve import Pretrained, origin_file_cfg
+    from regnet_zoo.weights.resolve import origin_file_cfg
 
     try:
         obj = read_state_dict(a.input)

@@ -22,7 +22,7 @@ from regnet_zoo.design_space.fit import LinearFit, fit_quantized_linear
 from regnet_zoo.design_space.records import load_results
 from regnet_zoo.design_space.spaces import AnyNetSpace, DesignSpace, UnknownSpaceError, get_space
 from regnet_zoo.design_space.stats import bootstrap_best, compare_populations
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 COMPLEXITY = ("flops", "params", "acts")
 

@@ -32,7 +32,7 @@ from regnet_zoo.design_space.analysis import (  # noqa: E402
 )
 from regnet_zoo.design_space.fit import LinearFit  # noqa: E402
 from regnet_zoo.design_space.stats import complexity_edges, complexity_weights, edf  # noqa: E402
-from regnet_zoo.weights.files import atomic_write  # noqa: E402
+from regnet_zoo.fileio import atomic_write  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 

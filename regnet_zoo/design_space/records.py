@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from regnet_zoo.design_space.sampling import SampleResult
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 RESULTS_NAME = "results.jsonl"
 
@@ -94,7 +94,7 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
-    """Write all records to ``path`` at once (``weights.files.atomic_write``: temporary file, fsync, rename)."""
+    """Write all records to ``path`` at once (``fileio.atomic_write``: temporary file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))

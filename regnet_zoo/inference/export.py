@@ -2,7 +2,7 @@
 
 Our models script (``torch.jit.script``) as well as trace; ONNX files carry the model's preprocessing
 (``pretrained_cfg``) in their metadata and are checked against onnxruntime by ``check_onnx``. Files
-appear only once complete (``regnet_zoo.weights.files.atomic_write``).
+appear only once complete (``regnet_zoo.fileio.atomic_write``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 DEFAULT_OPSET = 18

@@ -3,7 +3,7 @@
 Lightning writes a local checkpoint through an fsspec transaction whose temporary file is created in
 the system temp folder and then moved; across file systems that move is a copy, so a crash can leave
 a truncated ``last.ckpt``. ``AtomicCheckpointIO`` writes a temporary file next to the target and
-renames it over the target (``regnet_zoo.weights.files.atomic_write``), so a checkpoint path always
+renames it over the target (``regnet_zoo.fileio.atomic_write``), so a checkpoint path always
 holds a complete file.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from regnet_zoo.weights.files import atomic_write
+from regnet_zoo.fileio import atomic_write
 
 
 def local_path(path: Any) -> str | None:

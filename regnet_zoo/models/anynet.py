@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, calculate_drop_path_rates
-from timm.models._features import feature_take_indices
 from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg
 from regnet_zoo.counting import Complexity, head_complexity
 from regnet_zoo.models.blocks import Bottleneck, Stage, Stem
+from regnet_zoo.models.features import feature_take_indices
 
 
 def default_pretrained_cfg(**overrides: Any) -> dict[str, Any]:

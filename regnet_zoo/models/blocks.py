@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from timm.layers import ConvNormAct, DropPath, SEModule
-from timm.models._manipulate import checkpoint_seq
+from timm.models import checkpoint_seq
 from torch import nn
 
 from regnet_zoo.counting import Complexity, block_complexity, needs_projection, stem_complexity

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from timm.models._builder import pretrained_cfg_for_features
-from timm.models._features import FeatureDictNet, FeatureGetterNet, FeatureHookNet, FeatureListNet
+from timm.models import FeatureDictNet, FeatureHookNet, FeatureListNet
+from timm.models._features import FeatureGetterNet, feature_take_indices  # noqa: F401 (no public names in timm 1.0.31)
 from torch import nn
 
 FEATURE_CLASSES = {"list": FeatureListNet, "dict": FeatureDictNet, "hook": FeatureHookNet,
@@ -31,5 +31,7 @@ def wrap_features(model: nn.Module, out_indices: Sequence[int] | None = None,
         raise ValueError(f"feature_cls must be one of {sorted(FEATURE_CLASSES)}, got {feature_cls!r}")
     pretrained_cfg = model.pretrained_cfg
     wrapped = FEATURE_CLASSES[feature_cls](model, out_indices=out_indices, **feature_kwargs)
-    wrapped.pretrained_cfg = wrapped.default_cfg = pretrained_cfg_for_features(pretrained_cfg)
+    # as timm's builder does: the classifier's entries do not describe a feature backbone
+    wrapped.pretrained_cfg = wrapped.default_cfg = {k: v for k, v in pretrained_cfg.items()
+                                                    if k not in ("num_classes", "classifier", "global_pool")}
     return wrapped

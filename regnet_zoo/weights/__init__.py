@@ -1,10 +1,12 @@
 """Pretrained weights: manifest, Hub download and verification, converters, publishing (no Lightning).
 
 Names load on first use (``regnet_zoo.weights.manifest`` imports no torch, so ``regnet-zoo list
---pretrained`` stays fast). Modules: ``apply`` (read / load state dicts), ``resolve``
-(``pretrained=`` argument), ``manifest``, ``hub`` (huggingface_hub), ``origin`` (original URLs),
-``convert`` (pycls / torchvision / transformers / timm), ``publish`` (``save_pretrained`` /
-``from_pretrained`` / ``push_to_hub``), ``hf_config`` (config.json), ``files``, ``errors``.
+--pretrained`` stays fast). Modules, each importing only those before it: ``errors``, ``files``
+(hashes), ``endpoint`` (Hub URL, offline mode, reachability), ``manifest``, ``apply`` (the
+``Pretrained`` bundle; read / load state dicts), ``convert`` (pycls / torchvision / transformers /
+timm), ``hf_config`` (config.json), ``hub`` (huggingface_hub), ``origin`` (original URLs),
+``resolve`` (``pretrained=`` and ``hf-hub:``; the only one using hub and origin), ``publish``
+(``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Any
 HF_HUB_PREFIX = "hf-hub:"  # model names of Hub repos: "hf-hub:org/name[@revision]" (timm's spelling)
 
 _LAZY = {
-    "load_into": "apply", "read_state_dict": "apply",
-    "Pretrained": "resolve", "read_weights": "resolve", "resolve_pretrained": "resolve",
+    "load_into": "apply", "read_state_dict": "apply", "Pretrained": "apply", "apply_weights": "apply",
+    "read_weights": "resolve", "resolve_pretrained": "resolve", "create_from_hub": "resolve",
     "WeightsError": "errors", "WeightsHubError": "errors", "WeightsMismatchError": "errors",
     "WeightsNotCachedError": "errors", "WeightsNotFoundError": "errors", "WeightsVerificationError": "errors",
-    "load_manifest": "manifest", "pretrained_table": "manifest", "fetch_pretrained": "hub",
+    "load_manifest": "manifest", "pretrained_table": "manifest",
     "convert_state_dict": "convert",
     "save_pretrained": "publish", "from_pretrained": "publish", "push_to_hub": "publish",
 }

@@ -1,12 +1,12 @@
-"""Read weight files and load state dicts into models, adapting them as timm does.
+"""The weight bundle and its use: read weight files, load state dicts into models, adapting them as timm does.
 
+* ``Pretrained``: a state dict (timm layout), where it came from, its ``pretrained_cfg``; ``apply_weights``.
 * ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
   ``.pt``, ``.bin``) only with ``torch.load(weights_only=True)``.
 * ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
   drops a classifier whose class count differs (the model keeps its fresh head, also when the
-  weights have none), and otherwise
-  requires an exact match; a mismatch raises ``WeightsMismatchError`` listing missing and
-  unexpected keys and shape differences, naming the weights' source.
+  weights have none), and otherwise requires an exact match; a mismatch raises
+  ``WeightsMismatchError`` listing missing and unexpected keys and shape differences.
 * ``head_classes`` / ``input_channels``: class count and input channels a state dict was made for.
 """
 
@@ -16,12 +16,16 @@ import logging
 import os
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from timm.models._manipulate import adapt_input_conv
+from safetensors.torch import load_file
+from timm.models import adapt_input_conv
 from torch import nn
 
 from regnet_zoo.weights.errors import WeightsError, WeightsMismatchError
+from regnet_zoo.weights.manifest import warn_if_non_commercial
 
 _log = logging.getLogger(__name__)
 
@@ -31,11 +35,18 @@ PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
+@dataclass
+class Pretrained:
+    """Weights ready to load: the state dict (timm layout), where it came from, its preprocessing."""
+
+    state_dict: dict[str, torch.Tensor]
+    source: str
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+
+
 def looks_like_weight_file(name: str | os.PathLike) -> bool:
     """True when ``name`` is spelled like a weight file path (a folder part or a weight-file suffix)."""
-    if isinstance(name, os.PathLike):
-        return True
-    return "/" in name or os.sep in name or name.endswith(WEIGHT_SUFFIXES)
+    return isinstance(name, os.PathLike) or "/" in name or os.sep in name or name.endswith(WEIGHT_SUFFIXES)
 
 
 def _pickle_refusal(e: Exception) -> str:
@@ -55,8 +66,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise WeightsError(f"weight file {path!r} does not exist")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
         try:
             obj = load_file(path, device="cpu")
         except Exception as e:  # safetensors errors carry little context
@@ -119,19 +128,24 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
                   "initialised head", source, n_pre, getattr(model, "num_classes", "?"))
         for k in CLASSIFIER:
             sd.pop(k, None)
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")
-               and not (head_differs and k in CLASSIFIER)]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: weights {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sd if k in own and sd[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
-
-        parts = [f"missing keys: {show(missing)}" if missing else "",
-                 f"unexpected keys: {show(unexpected)}" if unexpected else "",
-                 f"shape mismatches: {show(shapes)}" if shapes else ""]
-        raise WeightsMismatchError(
-            f"weights from {source} do not fit {_describe(model)}; "
-            + "; ".join(p for p in parts if p))
+    problems = {
+        "missing keys": [k for k in own if k not in sd and not k.endswith("num_batches_tracked")
+                         and not (head_differs and k in CLASSIFIER)],
+        "unexpected keys": [k for k in sd if k not in own],
+        "shape mismatches": [f"{k}: weights {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                             for k in sd if k in own and sd[k].shape != own[k].shape]}
+    if any(problems.values()):
+        raise WeightsMismatchError(f"weights from {source} do not fit {_describe(model)}; " + "; ".join(
+            f"{what}: {', '.join(items[:8])}" + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+            for what, items in problems.items() if items))
     model.load_state_dict(sd, strict=False)
+
+
+def apply_weights(model: nn.Module, weights: Pretrained) -> None:
+    """Load ``weights`` into ``model`` (see ``load_into``) and merge their ``pretrained_cfg``.
+
+    Logs a warning when the weights' licence is non-commercial (SWAG, SEER).
+    """
+    load_into(model, weights.state_dict, weights.source)
+    model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg, "num_classes": model.num_classes}
+    warn_if_non_commercial(model.pretrained_cfg.get("license"), f"weights from {weights.source}")

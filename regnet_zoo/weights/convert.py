@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from regnet_zoo.models import AnyNet
+from regnet_zoo.registry import MODELS
 from regnet_zoo.weights.apply import FIRST_CONV, head_classes, input_channels
 from regnet_zoo.weights.errors import WeightsError
 
@@ -178,9 +180,6 @@ def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
 
     Class count and input channels are taken from the weights; models are built on the 'meta' device.
     """
-    from regnet_zoo.models import AnyNet
-    from regnet_zoo.registry import MODELS
-
     def shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}
 

@@ -14,18 +14,20 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
-from timm.models._pretrained import PretrainedCfg
+from timm.models import PretrainedCfg, save_for_hf
 from torch import nn
 
+from regnet_zoo import __version__
 from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
+from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import MODELS, ModelEntry, UnknownModelError, get_entry
+from regnet_zoo.weights.apply import Pretrained, apply_weights
 from regnet_zoo.weights.errors import WeightsError
-from regnet_zoo.weights.files import atomic_write
 
 _log = logging.getLogger(__name__)
 
@@ -60,8 +62,6 @@ def timm_args_for(cfg: ModelCfg) -> tuple[str, dict[str, Any]] | None:
 
 def _timm_builds_same(model: nn.Module, arch: str, args: dict[str, Any]) -> bool:
     """True when timm's ``arch(**args)`` has exactly ``model``'s tensor names and shapes (built on 'meta')."""
-    import timm
-
     try:
         with torch.device("meta"):
             ref = timm.create_model(arch, pretrained=False, num_classes=model.num_classes, in_chans=model.in_chans,
@@ -73,13 +73,13 @@ def _timm_builds_same(model: nn.Module, arch: str, args: dict[str, Any]) -> bool
     return ours == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
 
 
-def write_config(model: nn.Module, directory: str | os.PathLike, extra: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    """Write ``directory/config.json`` for ``model`` (an ``AnyNet``) atomically; returns the config."""
-    from timm.models._hub import save_config_for_hf
+def save_for_timm(model: nn.Module, directory: str | os.PathLike, extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Write ``model.safetensors`` and ``config.json`` for ``model`` (an ``AnyNet``) with timm's ``save_for_hf``.
 
-    from regnet_zoo import __version__
-
+    The config is timm's (``architecture``, ``model_args``, ``pretrained_cfg``) plus our full config
+    under ``"regnet_zoo"`` (and ``extra``); returns it. Not atomic: write into a staging folder.
+    """
     cfg: ModelCfg = model.cfg
     found = timm_args_for(cfg)
     timm_ok = found is not None and _timm_builds_same(model, *found)
@@ -87,17 +87,16 @@ def write_config(model: nn.Module, directory: str | os.PathLike, extra: dict[str
     if not timm_ok:
         _log.warning("timm has no architecture equal to %s: the config.json is for regnet_zoo.create('hf-hub:...') "
                      "only (timm.create_model cannot build it)", cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = os.path.join(tmp, CONFIG_NAME)
-        save_config_for_hf(model, tmp_path, model_config={"pretrained_cfg": {"architecture": arch}},
-                           model_args=args)
-        config = json.loads(Path(tmp_path).read_text(encoding="utf-8"))
+    save_for_hf(model, os.fspath(directory), model_config={"pretrained_cfg": {"architecture": arch}},
+                model_args=args, safe_serialization=True)
+    path = Path(directory) / CONFIG_NAME
+    config = read_config(path)
     config["pretrained_cfg"] = {k: v for k, v in config["pretrained_cfg"].items()
                                 if k in PRETRAINED_CFG_FIELDS and k not in ("hf_hub_id", "source", "file", "url")}
     entry = registry_entry_for(cfg)
     config[CONFIG_KEY] = {"version": __version__, "model": entry.name if entry else None, "cfg": cfg.to_dict(),
                           "timm_compatible": timm_ok, **(extra or {})}
-    atomic_write(Path(directory) / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config
 
 
@@ -140,10 +139,6 @@ def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str |
     return cfg, found.name if found else None
 
 
-def _as_cfg_value(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
-
-
 def build_model(
     config: dict[str, Any],
     state_dict: dict[str, torch.Tensor] | None,
@@ -159,9 +154,6 @@ def build_model(
     default to the config's (None counts as not given). ``pretrained_cfg`` entries (e.g.
     ``hf_hub_id``) are added to the model's ``pretrained_cfg``; ``device``: where to build it.
     """
-    from regnet_zoo.models import AnyNet
-    from regnet_zoo.weights.resolve import Pretrained, apply_weights
-
     cfg, name = cfg_from_config(config, source)
     model_args = config.get("model_args") or {}
     kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
@@ -172,7 +164,7 @@ def build_model(
         net = AnyNet(cfg, **kwargs)
     if name is not None:
         net.pretrained_cfg = {**net.pretrained_cfg, "architecture": name}
-    saved = {k: _as_cfg_value(v) for k, v in (config.get("pretrained_cfg") or {}).items()
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.get("pretrained_cfg") or {}).items()
              if k in PRETRAINED_CFG_FIELDS}
     weights_cfg = {**saved, **(pretrained_cfg or {})}
     if state_dict is not None:

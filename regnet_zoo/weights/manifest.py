@@ -224,28 +224,26 @@ def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]
     return rows
 
 
-def manifest_path() -> Path:
-    """Path of the manifest in use: ``$REGNET_ZOO_MANIFEST``, the installed data package, or the source tree."""
-    override = os.environ.get(MANIFEST_ENV)
-    if override:
-        return Path(override)
+def _shipped(name: str) -> Path:
+    """A file of the shipped manifest folder: the installed data package, or the source tree (a checkout)."""
     try:
-        return Path(str(importlib.resources.files(DATA_PACKAGE).joinpath("manifest.json")))
-    except ModuleNotFoundError:  # a source checkout that is not installed
-        source_tree = Path(__file__).resolve().parents[2] / "weights_manifest" / "manifest.json"
+        return Path(str(importlib.resources.files(DATA_PACKAGE).joinpath(name)))
+    except ModuleNotFoundError:  # a source checkout that is not installed (e.g. torch.hub's copy)
+        source_tree = Path(__file__).resolve().parents[2] / "weights_manifest" / name
         if source_tree.is_file():
             return source_tree
         raise ManifestError(f"the weights manifest is not installed ({DATA_PACKAGE} missing); reinstall "
                             "regnet-zoo or set REGNET_ZOO_MANIFEST=path/to/manifest.json") from None
 
 
+def manifest_path() -> Path:
+    """Path of the manifest in use: ``$REGNET_ZOO_MANIFEST``, else the shipped one."""
+    return Path(os.environ.get(MANIFEST_ENV) or _shipped("manifest.json"))
+
+
 def schema() -> dict[str, Any]:
     """The manifest's JSON Schema (shipped next to the shipped manifest)."""
-    try:
-        text = importlib.resources.files(DATA_PACKAGE).joinpath("schema.json").read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        text = (Path(__file__).resolve().parents[2] / "weights_manifest" / "schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(_shipped("schema.json").read_text(encoding="utf-8"))
 
 
 def validate_manifest(data: Any, where: str = "manifest") -> None:

@@ -5,7 +5,8 @@
 ``torch.load(weights_only=True)`` and converts it (BGR -> RGB stem); ``pretrained="torchvision"``
 does the same with torchvision's V2 file (base URL: ``$REGNET_ZOO_TORCHVISION_URL``), whose name
 carries a sha256 prefix that is checked. Files are cached in ``cache_dir`` or torch's hub cache
-(``$TORCH_HOME/hub/checkpoints``, shared with torchvision).
+(``$TORCH_HOME/hub/checkpoints``, shared with torchvision). Downloads show a progress bar on a
+terminal (``endpoint.show_progress``); a server that does not answer fails at once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import torch.hub
 
-from regnet_zoo.weights.apply import read_state_dict
+from regnet_zoo.weights.apply import Pretrained, read_state_dict
 from regnet_zoo.weights.convert import convert_state_dict
+from regnet_zoo.weights.endpoint import cache_only, show_progress
 from regnet_zoo.weights.errors import (
     WeightsError,
     WeightsNotCachedError,
@@ -28,7 +30,6 @@ from regnet_zoo.weights.errors import (
 )
 from regnet_zoo.weights.files import file_sha256, verify_file
 from regnet_zoo.weights.manifest import WeightsEntry
-from regnet_zoo.weights.resolve import Pretrained
 
 _log = logging.getLogger(__name__)
 
@@ -62,31 +63,29 @@ def origin_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> str:
     """Local path of the entry's original file (downloaded once, hash-checked when a hash is known)."""
-    from regnet_zoo.weights.hub import hub_offline
-
     url = origin_url(w)
     name = url.rsplit("/", 1)[-1].split("?")[0]
     dst = origin_cache_dir(cache_dir) / name
     m = _HASH_IN_NAME.search(name)
     prefix = m.group(1) if m else None
     if not dst.is_file():
-        if hub_offline():
-            raise WeightsNotCachedError(
-                f"{w.name}: the original file {name} is not cached ({dst.parent}) and offline mode is on "
-                f"(HF_HUB_OFFLINE=1). Download it while online: `regnet-zoo download {w.name} --from-origin`, "
-                "or pass pretrained='path/to/file'.")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _log.info("downloading %s -> %s", url, dst)
         try:
-            torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=False)
+            why_not = cache_only(url)
+            if why_not:  # fail now rather than after urllib's connection timeout
+                raise urllib.error.URLError(why_not)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _log.info("downloading %s -> %s", url, dst)
+            torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=show_progress())
         except urllib.error.HTTPError as e:
             hint = f" (mirror: set {BASE_URLS[w.origin.format][0]})" if w.origin.format in BASE_URLS else ""
             if e.code == 404:
                 raise WeightsNotFoundError(f"no such weights: {url} answered 404{hint}") from e
             raise WeightsNotCachedError(f"{w.name}: downloading {url} failed: HTTP {e.code}{hint}") from e
         except urllib.error.URLError as e:
-            raise WeightsNotCachedError(f"{w.name}: cannot reach {url} ({e.reason}) and the file is not cached "
-                                        f"in {dst.parent}; pass pretrained='path/to/{name}'") from e
+            raise WeightsNotCachedError(
+                f"{w.name}: the original file {url} is not cached in {dst.parent} and cannot be fetched now "
+                f"({e.reason}). Download it while online: `regnet-zoo download {w.name} --from-origin`, or pass "
+                f"pretrained='path/to/{name}'.") from e
         except RuntimeError as e:  # torch.hub: hash prefix mismatch (it deleted the temporary file)
             raise WeightsVerificationError(f"{w.name}: {url}: {e}") from e
     elif prefix and w.origin.sha256 is None:

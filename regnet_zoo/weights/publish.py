@@ -15,10 +15,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import EvalResult, HfApi, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
+from regnet_zoo.counting import format_count, model_complexity
+from regnet_zoo.fileio import atomic_write
+from regnet_zoo.models import wrap_features
+from regnet_zoo.weights.endpoint import http_error, hub_endpoint
 from regnet_zoo.weights.errors import WeightsError
-from regnet_zoo.weights.files import atomic_write
 from regnet_zoo.weights.hf_config import (
     CONFIG_KEY,
     CONFIG_NAME,
@@ -26,9 +32,11 @@ from regnet_zoo.weights.hf_config import (
     build_model,
     is_anynet,
     read_config,
-    write_config,
+    registry_entry_for,
+    save_for_timm,
 )
 from regnet_zoo.weights.manifest import WeightsEntry, load_manifest
+from regnet_zoo.weights.resolve import create_from_hub, read_weights
 
 _log = logging.getLogger(__name__)
 
@@ -71,18 +79,17 @@ def save_pretrained(
         repo_id: used in the card's usage snippet.
     Returns the folder.
     """
-    from safetensors.torch import save_file
-
     _check_model(model)
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     extra = {"metrics": dict(metrics)} if metrics else {}
     tag = model.pretrained_cfg.get("tag")
     if tag:
         extra["weights_tag"] = tag
-    config = write_config(model, out, extra)
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=out) as staging:
+        config = save_for_timm(model, staging, extra)
+        for name in (WEIGHTS_NAME, CONFIG_NAME):  # the weights first: a config.json never names missing weights
+            atomic_write(out / name, lambda tmp, name=name: os.replace(Path(staging) / name, tmp))
     if model_card:
         card = model_card_text(model, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id,
                                timm_loads=config[CONFIG_KEY]["timm_compatible"])
@@ -103,9 +110,6 @@ def from_pretrained(
     ``features_only`` / ``out_indices`` / ``feature_cls`` as in ``regnet_zoo.create``; ``kwargs`` go
     to the model (``num_classes``, ``in_chans``, ``global_pool``, ``device``, ...; default: the saved ones).
     """
-    from regnet_zoo.models import wrap_features
-    from regnet_zoo.weights.resolve import read_weights
-
     folder = Path(path_or_repo)
     repo = os.fspath(path_or_repo)
     if folder.is_dir():
@@ -121,17 +125,12 @@ def from_pretrained(
     elif not _is_repo_id(path_or_repo):
         raise WeightsError(f"folder {repo} does not exist (and {repo!r} is not a Hub repo id 'org/name')")
     else:
-        from regnet_zoo.weights.hub import create_from_hub
-
         net = create_from_hub(repo, pretrained=True, **kwargs)
     return wrap_features(net, out_indices, feature_cls) if features_only else net
 
 
 def _is_repo_id(name: str | os.PathLike) -> bool:
     """True for a string huggingface_hub accepts as a repo id ``org/name[@revision]`` (not a path spelling)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
     if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "~")):
         return False
     try:
@@ -160,11 +159,6 @@ def push_to_hub(
     ``upload_folder``); the token comes from ``token``, ``HF_TOKEN`` or ``hf auth login``.
     Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from regnet_zoo.weights.hub import http_error, hub_endpoint
-
     _check_model(model)
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, token=token)
@@ -219,11 +213,6 @@ def model_card_text(
 
     ``timm_loads``: the config.json is one timm can build (library_name timm, timm usage snippet).
     """
-    from huggingface_hub import EvalResult, ModelCardData
-
-    from regnet_zoo.counting import format_count, model_complexity
-    from regnet_zoo.weights.hf_config import registry_entry_for
-
     cfg = model.cfg
     arch = cfg.to_anynet()
     entry = registry_entry_for(cfg)

@@ -1,50 +1,39 @@
-"""Turn a ``pretrained=`` argument into a state dict (the hub side lives in ``weights.hub``), and load it.
+"""Turn a ``pretrained=`` argument or an ``hf-hub:`` name into weights: the one module that knows every source.
 
-A path may hold a state dict or checkpoint of any supported layout (ours/timm, the paper's pycls
-``.pyth``, torchvision, transformers): it is detected and converted (``weights.convert``). A file
-that keeps the name of an original published file of the manifest (``RegNetX-200MF_dds_8gpu.pyth``,
-``regnet_y_16gf_swag-43afe44d.pth``) gets that entry's tag, licence and preprocessing.
+Tags come from the Hub (``weights.hub``), ``"pycls"`` / ``"torchvision"`` from the original URLs
+(``weights.origin``). A path may hold any supported layout (detected and converted); a file named like
+an original published file (``RegNetX-200MF_dds_8gpu.pyth``) gets that entry's tag, licence and preprocessing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from regnet_zoo.registry import ModelEntry
-from regnet_zoo.weights.apply import WeightsError, load_into, read_state_dict
-from regnet_zoo.weights.manifest import load_manifest, warn_if_non_commercial
+from regnet_zoo.weights.apply import Pretrained, looks_like_weight_file, read_state_dict
+from regnet_zoo.weights.convert import convert_state_dict, detect_format
+from regnet_zoo.weights.endpoint import split_revision
+from regnet_zoo.weights.errors import WeightsError
+from regnet_zoo.weights.hf_config import CONFIG_NAME, WEIGHTS_NAME, build_model, read_config
+from regnet_zoo.weights.hub import fetch_hub, hub_download
+from regnet_zoo.weights.manifest import load_manifest
+from regnet_zoo.weights.origin import ORIGIN_TAGS, fetch_origin
 
 _log = logging.getLogger(__name__)
 
 
-@dataclass
-class Pretrained:
-    """Weights ready to load: the state dict (timm layout), where it came from, its preprocessing."""
-
-    state_dict: dict[str, torch.Tensor]
-    source: str
-    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
-
-
 def is_path(pretrained: object) -> bool:
-    """True for a path-like ``pretrained=`` value (as opposed to True or a tag name)."""
-    if isinstance(pretrained, os.PathLike):
-        return True
-    return isinstance(pretrained, str) and (
-        os.sep in pretrained or "/" in pretrained or os.path.splitext(pretrained)[1] != ""
-        or os.path.exists(pretrained))
+    """True for a path-like ``pretrained=`` value (not True or a tag): path-like spelling, a suffix, or existing."""
+    return isinstance(pretrained, os.PathLike) or isinstance(pretrained, str) and (
+        looks_like_weight_file(pretrained) or os.path.splitext(pretrained)[1] != "" or os.path.exists(pretrained))
 
 
 def read_weights(path: str | os.PathLike) -> Pretrained:
     """Weights of a local file, converted to our layout when it is another code base's."""
-    from regnet_zoo.weights.convert import convert_state_dict, detect_format
-
     path = os.fspath(path)
     obj = read_state_dict(path)
     try:
@@ -73,16 +62,6 @@ def origin_file_cfg(path: str | os.PathLike, fmt: str) -> tuple[dict[str, Any], 
     return w.pretrained_cfg(hub=False), f" ({w.name}'s original file)"
 
 
-def apply_weights(model: nn.Module, weights: Pretrained) -> None:
-    """Load ``weights`` into ``model`` (see ``load_into``) and merge their ``pretrained_cfg``.
-
-    Logs a warning when the weights' licence is non-commercial (SWAG, SEER).
-    """
-    load_into(model, weights.state_dict, weights.source)
-    model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg, "num_classes": model.num_classes}
-    warn_if_non_commercial(model.pretrained_cfg.get("license"), f"weights from {weights.source}")
-
-
 def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.PathLike,
                        cache_dir: str | os.PathLike | None = None) -> Pretrained:
     """Weights for ``entry`` from a local file, or (True / a tag) from the Hugging Face Hub.
@@ -95,6 +74,39 @@ def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.Pat
     if entry is None:
         raise WeightsError("pretrained=True needs a registered model name; for a custom config "
                            "pass pretrained='path/to/weights.safetensors'")
-    from regnet_zoo.weights.hub import fetch_pretrained
+    tag = None if pretrained is True else str(pretrained)
+    manifest = load_manifest()
+    if tag in ORIGIN_TAGS:
+        return fetch_origin(manifest.get(entry.name, ORIGIN_TAGS[tag]), cache_dir=cache_dir)
+    return fetch_hub(manifest.get(entry.name, tag), cache_dir)
 
-    return fetch_pretrained(entry, None if pretrained is True else str(pretrained), cache_dir=cache_dir)
+
+def create_from_hub(
+    repo: str,
+    pretrained: bool | str | os.PathLike = False,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    **model_kwargs: Any,
+) -> nn.Module:
+    """``AnyNet`` of a Hub repo (``org/name[@revision]``) from its config.json; ``pretrained=True`` loads its weights.
+
+    ``regnet_zoo.create`` passes ``pretrained=True`` unless told otherwise (a repo names weights) and
+    wraps features itself; False builds the architecture alone (timm's default), a path loads that
+    file instead. ``model_kwargs`` go to ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
+    """
+    repo_id, revision = split_revision(repo)
+    where = f"hf-hub:{repo}"
+    config = read_config(hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, token=token))
+    state_dict, source = None, where
+    if pretrained is True:
+        state_dict = read_state_dict(hub_download(repo_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+                                                  token=token))
+    elif pretrained:
+        if not is_path(pretrained):
+            raise WeightsError(f"{where}: pretrained must be True/False or a path to a weight file, got "
+                               f"{pretrained!r} (tags belong to registry names, e.g. 'regnety_4.0gf.ra3_in1k')")
+        weights = read_weights(pretrained)  # any supported layout, converted
+        state_dict, source = weights.state_dict, weights.source
+    extra = {"hf_hub_id": repo_id, "source": "hf-hub"} if pretrained is True else {}
+    return build_model(config, state_dict, source, pretrained_cfg=extra, **model_kwargs)

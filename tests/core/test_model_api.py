@@ -1,6 +1,8 @@
 """timm-compatible model API: features, heads, drop path, channels, init, timm registration."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -188,6 +190,23 @@ def test_pretrained_cfg_and_group_matcher():
     assert {"mean", "std", "crop_pct", "interpolation"} <= set(cfg)
     assert timm.data.resolve_data_config(model=m)["input_size"] == (3, 224, 224)
     assert m.group_matcher()["blocks"] == r"^s(\d+)\.b(\d+)"
+
+
+def test_nothing_is_registered_with_timm_until_asked():
+    code = """
+import timm
+before = set(timm.list_models())
+import regnet_zoo
+regnet_zoo.create("regnetx_200mf")
+assert set(timm.list_models()) == before, sorted(set(timm.list_models()) - before)[:3]
+names = regnet_zoo.register_timm_models()
+assert set(timm.list_models()) - before == set(names) and len(names) == len(regnet_zoo.list_models())
+m = timm.create_model("regnet_zoo_regnetx_002")
+t = timm.create_model("regnet_zoo_regnetx_002.pycls_in1k")  # a tag without pretrained=True: timm's random init
+assert m.pretrained_cfg["architecture"] == t.pretrained_cfg["architecture"] == "regnetx_200mf"
+assert regnet_zoo.register_timm_models() == names  # idempotent
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_registered_with_timm():

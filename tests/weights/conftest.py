@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,6 +54,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) on the hub
         self.cdn_requests: list[tuple[str, str, dict[str, str]]] = []  # ... on the CDN
         self.unhandled: list[str] = []
+        self.probes = 0  # HEAD / (regnet_zoo's reachability probe), not logged in ``requests``
         self.lock = threading.Lock()
         self.hub = self._serve("hub")
         self.cdn = self._serve("cdn")
@@ -158,6 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         url = urlsplit(self.path)
         path, query = unquote(url.path), parse_qs(url.query)
+        if path == "/" and self.command == "HEAD":  # "does the server answer?" (weights.endpoint.unreachable)
+            self.fake.probes += 1
+            return self._send(200)
         with self.fake.lock:
             log = self.fake.requests if self.role == "hub" else self.fake.cdn_requests
             log.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
@@ -380,6 +385,58 @@ def hub(fake_hub, tmp_path, monkeypatch):
     fake_hub.unhandled.clear()
     yield fake_hub
     assert not fake_hub.unhandled, f"requests the test hub does not know: {fake_hub.unhandled}"
+
+
+def closed_port() -> str:
+    """URL of a port nobody listens on (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def refused_server():
+    """``closed_port()``."""
+    return closed_port()
+
+
+class SilentServer(str):
+    """URL of a server that accepts connections and never answers (packets dropped, as behind a firewall)."""
+
+    sock: socket.socket
+
+    def connections(self) -> int:
+        """How many connections were opened to it so far."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+        except BlockingIOError:
+            return len(self.accepted)
+
+
+@pytest.fixture
+def silent_server():
+    """A ``SilentServer`` (a str: its URL)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        server = SilentServer(f"http://127.0.0.1:{s.getsockname()[1]}")
+        server.sock, server.accepted = s, []
+        yield server
+        for c in server.accepted:
+            c.close()
+
+
+@pytest.fixture
+def no_retry_waits(monkeypatch):
+    """The sleeps of huggingface_hub's retry backoff (recorded, not slept)."""
+    import huggingface_hub.utils._http as hf_http
+
+    waits = []
+    monkeypatch.setattr(hf_http.time, "sleep", waits.append)
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    return waits
 
 
 def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

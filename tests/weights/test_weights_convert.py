@@ -147,6 +147,31 @@ def test_pycls_origin_downloads_the_papers_file_and_converts_it(hub, randomize, 
         regnet_zoo.create("regnetx_400mf", pretrained="pycls")
 
 
+def test_origin_download_shows_progress_on_a_terminal_and_fails_fast_when_unreachable(
+        hub, randomize, tmp_path, monkeypatch, silent_server, no_retry_waits):
+    import io
+    import sys
+    import time
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    save_pycls_checkpoint(pycls_model("regnetx_200mf", randomize), tmp_path / "x.pyth")
+    hub.static["pycls/dds_baselines/160905981/RegNetX-200MF_dds_8gpu.pyth"] = (tmp_path / "x.pyth").read_bytes()
+    monkeypatch.setenv("REGNET_ZOO_PYCLS_URL", f"{hub.url}/static/pycls")
+    for disable, cache in (("1", "quiet"), ("", "shown")):
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", disable)
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        regnet_zoo.create("regnetx_200mf", pretrained="pycls", cache_dir=tmp_path / cache)
+        assert ("100%" in sys.stderr.getvalue()) == (cache == "shown")  # tqdm's bar reached its end
+    monkeypatch.setenv("REGNET_ZOO_PYCLS_URL", f"{silent_server}/pycls")
+    start = time.perf_counter()
+    with pytest.raises(regnet_zoo.weights.WeightsNotCachedError):
+        regnet_zoo.create("regnetx_200mf", pretrained="pycls", cache_dir=tmp_path / "empty")
+    assert time.perf_counter() - start < 5  # urllib alone waits for the connection until the OS gives up
+
+
 def test_torchvision_origin_checks_the_hash_in_the_file_name(hub, randomize, tmp_path, monkeypatch):
     import hashlib
     import json

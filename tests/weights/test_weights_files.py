@@ -7,9 +7,11 @@ import os
 
 import pytest
 
+from regnet_zoo import fileio
+from regnet_zoo.fileio import atomic_write
 from regnet_zoo.weights import files
 from regnet_zoo.weights.errors import WeightsVerificationError
-from regnet_zoo.weights.files import atomic_write, file_sha256, git_blob_sha1, verify_file
+from regnet_zoo.weights.files import file_sha256, git_blob_sha1, verify_file
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def fsynced(monkeypatch):
         seen.append(os.fstat(fd).st_ino)
         return real(fd)
 
-    monkeypatch.setattr(files.os, "fsync", record)
+    monkeypatch.setattr(fileio.os, "fsync", record)
     return seen
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -77,20 +78,40 @@ def test_offline_without_cache_says_how_to_get_the_weights(hub, pycls_weights, m
     assert hub.requests == []
 
 
-def test_unreachable_hub_without_cache(hub, pycls_weights, monkeypatch):
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    monkeypatch.setenv("HF_ENDPOINT", dead)
-    import huggingface_hub.utils._http as hf_http
-
-    waits = []  # huggingface_hub retries a dead connection with exponential backoff: record, don't wait
-    monkeypatch.setattr(hf_http.time, "sleep", waits.append)
-    with pytest.raises(WeightsNotCachedError, match="could not be reached"):
+@pytest.mark.parametrize("server", ["refused_server", "silent_server"])
+def test_unreachable_hub_fails_fast_with_the_download_hint(hub, pycls_weights, monkeypatch, no_retry_waits,
+                                                           request, server):
+    monkeypatch.setenv("HF_ENDPOINT", request.getfixturevalue(server))
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotCachedError) as err:
         regnet_zoo.create("regnetx_200mf", pretrained=True)
-    assert waits  # it did retry before giving up
+    assert time.perf_counter() - start < 5  # huggingface_hub alone: ~23 s of retries (refused), minutes (silent)
+    assert no_retry_waits == []
+    if server == "silent_server":
+        assert request.getfixturevalue(server).connections() == 1  # the one probe, nothing after it
+    assert "`regnet-zoo download regnetx_200mf.pycls_in1k`" in str(err.value)
+
+
+def test_unreachable_hub_serves_the_cache_at_once(hub, pycls_weights, monkeypatch, no_retry_waits, silent_server):
+    ref, _ = pycls_weights
+    regnet_zoo.create("regnetx_200mf", pretrained=True)
+    monkeypatch.setenv("HF_ENDPOINT", silent_server)
+    start = time.perf_counter()
+    model = regnet_zoo.create("regnetx_200mf", pretrained=True).eval()
+    assert time.perf_counter() - start < 5 and no_retry_waits == []  # not huggingface_hub's 10 s HEAD timeout
+    assert silent_server.connections() == 1
+    torch.testing.assert_close(model(X), ref(X), rtol=0, atol=0)
+
+
+def test_a_hub_that_answered_is_not_probed_again(hub, pycls_weights, refused_server):
+    from regnet_zoo.weights.endpoint import unreachable
+
+    assert unreachable(hub.url + "/any/path") is None
+    probes = hub.probes
+    regnet_zoo.create("regnetx_200mf", pretrained=True)
+    regnet_zoo.create("regnetx_200mf", pretrained="pycls_in1k")
+    assert hub.probes == probes
+    assert unreachable(refused_server)  # why not, e.g. 'ConnectError: [Errno 111] Connection refused'
 
 
 def test_corrupt_download_is_removed_and_reported(hub, pycls_weights):
@@ -322,3 +343,14 @@ def test_a_tag_in_the_name_loads_weights_and_says_so(hub, pycls_weights, caplog)
     with caplog.at_level(logging.INFO, logger="regnet_zoo.factory"):
         fresh = regnet_zoo.create("regnetx_200mf.pycls_in1k", pretrained=False).eval()
     assert "tag in the name" not in caplog.text and not torch.equal(fresh(X), ref(X))
+
+
+def test_timm_loads_our_tags_after_registration(hub, pycls_weights):
+    import timm
+
+    ref, repo_id = pycls_weights
+    regnet_zoo.register_timm_models()
+    for name in ("regnet_zoo_regnetx_002", "regnet_zoo_regnetx_002.pycls_in1k"):
+        model = timm.create_model(name, pretrained=True).eval()
+        torch.testing.assert_close(model(X), ref(X), rtol=0, atol=0)
+        assert (model.pretrained_cfg["tag"], model.pretrained_cfg["hf_hub_id"]) == ("pycls_in1k", repo_id)
