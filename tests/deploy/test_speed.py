@@ -32,10 +32,11 @@ def test_interleaved_order_and_medians():
 
 def test_timing_ratio_of_known_durations():
     cases = {"short": lambda: time.sleep(0.004), "long": lambda: time.sleep(0.012)}
-    out = time_interleaved(cases, {"short": 1, "long": 2}, warmup=0, repeats=5)
-    assert 0.012 <= out["long"].median_s < 0.05
-    ratio = out["short"].images_per_s / out["long"].images_per_s  # 1/0.004 vs 2/0.012 -> 1.5
-    assert ratio == pytest.approx(1.5, abs=0.3)  # sleep overshoot only lengthens the calls
+    out = time_interleaved(cases, {"short": 1, "long": 2}, warmup=0, repeats=7)
+    assert 0.012 <= out["long"].min_s <= out["long"].median_s and out["long"].min_s < 0.05
+    # fastest calls: sleep overshoot (worse on a loaded machine) only lengthens calls
+    ratio = out["short"].best_images_per_s / out["long"].best_images_per_s  # 1/0.004 vs 2/0.012 -> 1.5
+    assert ratio == pytest.approx(1.5, abs=0.3)
     with pytest.raises(ValueError):
         time_interleaved(cases, 1, repeats=0)
 
@@ -69,11 +70,11 @@ def test_compare_runs_any_list_of_variants():
     assert list(rows) == ["fast@nhwc", f"{BASELINE}@nhwc", "fast@nchw", f"{BASELINE}@nchw"]
     assert r["baseline"] == f"{BASELINE}@nhwc" and r["threads"] == 1 and r["batch"] == 3
     base = rows[f"{BASELINE}@nhwc"]
-    assert base["ratio"] == 1 and 3 / 0.05 < base["images_per_s"] <= 3 / 0.015
+    assert base["ratio"] == 1 and 3 / 0.05 < base["best_images_per_s"] <= 3 / 0.015
     for row in rows.values():
         assert row["ratio"] == pytest.approx(row["images_per_s"] / base["images_per_s"])
         assert row["ratio_best"] == pytest.approx(row["best_images_per_s"] / base["best_images_per_s"])
-    assert rows["fast@nchw"]["ratio"] == pytest.approx(3.0, rel=0.3)  # 15 ms vs 5 ms per call
+    assert rows["fast@nchw"]["ratio_best"] == pytest.approx(3.0, rel=0.3)  # 15 ms vs 5 ms per call (fastest calls)
 
 
 def test_default_variants_compute_the_same_function(bn_randomizer):
