@@ -1,15 +1,17 @@
-"""``regnet-zoo validate NAME --data DIR``: top-1 / top-5 of pretrained weights on an image folder.
+"""``regnet-zoo eval NAME[.TAG] --data DIR``: top-1 / top-5 of pretrained weights on an image folder.
 
 The folder is ImageNet-style (one sub-folder per class). Folders named by ImageNet synsets
 (``n01440764`` ...) map to the ImageNet-1k class indices, so a subset of the classes works too;
 other folders must have as many classes as the model, in sorted order. Images are preprocessed
 as the weights' manifest entry says (timm's eval transform: resize to size / crop_pct, centre
-crop, normalise), accuracy is counted with torchmetrics, and the result is compared with the
-accuracies the weights' source reports.
+crop, normalise; with ``--test-size`` the weights' test size and crop, which timm's validate.py
+uses by default), accuracy is counted with torchmetrics, and the result is compared with
+the accuracies the weights' source reports.
 
-    regnet-zoo validate regnety_4.0gf --data imagenet/val
-    regnet-zoo validate regnetx_1.6gf.tv2_in1k --data val/ --batch-size 128 --workers 8
-    regnet-zoo validate regnety_4.0gf --weights my.safetensors --data val/ --limit 5000
+    regnet-zoo eval regnety_4.0gf --data imagenet/val
+    regnet-zoo eval regnetx_1.6gf.tv2_in1k --data val/ --batch-size 128 --workers 8
+    regnet-zoo eval regnety_4.0gf.ra3_in1k --data val/ --test-size
+    regnet-zoo eval regnety_4.0gf --weights my.safetensors --data val/ --limit 5000
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="regnet-zoo validate", formatter_class=argparse.RawDescriptionHelpFormatter,
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="top-1/top-5 accuracy of weights on an image folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Top-1 / top-5 accuracy of pretrained weights on an image folder (ImageNet val layout) with "
                     "the weights' own preprocessing, compared with the accuracy their source reports.",
-        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "regnet-zoo validate " in line
-                                          and line.startswith("    ")))
+        epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines()
+                                          if line.startswith("    regnet-zoo eval ")))
     p.add_argument("name", metavar="NAME[.TAG]", help="registry model (optionally with a tag) or hf-hub:org/repo")
     p.add_argument("--data", required=True, help="image folder with one sub-folder per class (ImageNet val layout)")
     p.add_argument("--tag", default=None, help="weight tag (default: the model's default; see list --pretrained)")
@@ -44,14 +47,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="data loader processes (0: load in this process)")
     p.add_argument("--limit", type=int, default=None, help="evaluate N images spread evenly over the folder")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--input-size", type=int, default=None, help="override the weights' input size (pixels)")
+    p.add_argument("--test-size", action="store_true",
+                   help="use the weights' test_input_size and test_crop_pct (e.g. 288 px, crop 1.0 for timm's ra3 "
+                        "tags); weights without them are evaluated at their input_size and crop_pct, as timm does")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="override the weights' input size (pixels; wins over --test-size)")
     p.add_argument("--crop-pct", type=float, default=None, help="override the weights' crop fraction")
     p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"),
                    help="override the weights' resize interpolation")
     p.add_argument("--results-file", default=None, help="write per-image top-5 predictions to this CSV")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    return p
+    p.set_defaults(handler=run_eval)
+
+
+def eval_data_config(model, *, test_size: bool = False, input_size: int | None = None, crop_pct: float | None = None,
+                     interpolation: str | None = None) -> dict[str, Any]:
+    """timm's data config for evaluating ``model``: its ``pretrained_cfg`` (with ``test_size``: the test
+    input size and crop where it has them, else the training ones) under the explicit overrides."""
+    from timm.data import resolve_data_config
+
+    overrides = {"crop_pct": crop_pct, "interpolation": interpolation}
+    if input_size:
+        overrides["input_size"] = (model.in_chans, input_size, input_size)
+    return resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model,
+                               use_test_size=test_size)
 
 
 def _load_model(a: argparse.Namespace):
@@ -69,7 +89,7 @@ def _load_model(a: argparse.Namespace):
         raise WeightsError(f"two tags given: {tag!r} in the name and --tag {a.tag!r}")
     tag = a.tag or tag
     if a.weights:
-        from regnet_zoo.cli.weights import load_source
+        from regnet_zoo.sources import load_source
 
         model = load_source(a.weights, entry.name)
         if model.cfg != entry.cfg:
@@ -133,26 +153,22 @@ def evaluate(model, data: str, data_config: dict[str, Any], *, batch_size: int =
             "top5": 100 * top5.compute().item(), "predictions": [(p, t, pr) for p, (t, pr) in zip(paths, predictions)]}
 
 
-def main(command: str, argv: list[str]) -> int:
-    a = _parser().parse_args(argv)
+def run_eval(a: argparse.Namespace) -> int:
     import torch
-    from timm.data import resolve_data_config
 
     if not Path(a.data).is_dir():  # before loading weights (maybe a download of gigabytes)
-        print(f"regnet-zoo validate: data folder not found: {a.data} (expected one sub-folder per class)",
+        print(f"regnet-zoo eval: data folder not found: {a.data} (expected one sub-folder per class)",
               file=sys.stderr)
         return 1
     try:
         model, w = _load_model(a)
-        overrides = {"crop_pct": a.crop_pct, "interpolation": a.interpolation}
-        if a.input_size:
-            overrides["input_size"] = (model.in_chans, a.input_size, a.input_size)
-        data_config = resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model)
+        data_config = eval_data_config(model, test_size=a.test_size, input_size=a.input_size, crop_pct=a.crop_pct,
+                                       interpolation=a.interpolation)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
         result = evaluate(model, a.data, data_config, batch_size=a.batch_size, workers=a.workers, limit=a.limit,
                           device=device)
     except (WeightsError, UnknownModelError, FileNotFoundError) as e:
-        print(f"regnet-zoo validate: {e}", file=sys.stderr)
+        print(f"regnet-zoo eval: {e}", file=sys.stderr)
         return 1
     if a.results_file:
         from regnet_zoo.fileio import atomic_write
@@ -167,6 +183,7 @@ def main(command: str, argv: list[str]) -> int:
     out = {"model": w.name if w else a.name, "data": str(Path(a.data)), "images": result["images"],
            "classes": result["classes"], "top1": result["top1"], "top5": result["top5"],
            "preprocessing": {k: data_config[k] for k in ("input_size", "crop_pct", "interpolation", "mean", "std")},
+           "test_size": a.test_size and model.pretrained_cfg.get("test_input_size") is not None,
            "reported": reported}
     if a.json:
         print(json.dumps(out, indent=2, default=list))
@@ -175,6 +192,8 @@ def main(command: str, argv: list[str]) -> int:
     print(f"{out['model']} on {out['data']}: {out['images']} images, {out['classes']} classes")
     print(f"  preprocessing: {d['input_size'][-1]}px, crop_pct {d['crop_pct']}, {d['interpolation']}, "
           f"mean {tuple(round(v, 3) for v in d['mean'])}, std {tuple(round(v, 3) for v in d['std'])}")
+    if a.test_size and not out["test_size"]:
+        print("  note: the weights define no test_input_size; --test-size evaluated at their input_size")
     print(f"  top-1 {out['top1']:.3f} %   top-5 {out['top5']:.3f} %")
     for r in reported:
         print(f"  reported by {r['by']}: top-1 {r['top1']:.3f} / top-5 {r['top5']:.3f} "

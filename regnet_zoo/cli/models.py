@@ -6,20 +6,29 @@ import argparse
 import json
 import sys
 
+from regnet_zoo.cli import positive_int
 from regnet_zoo.counting import as_table, format_count, model_complexity
 from regnet_zoo.registry import UnknownModelError, get_entry, list_models
 
 
-def _list(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="regnet-zoo list", description="Models with exact complexity.")
+def register(subparsers) -> None:
+    p = subparsers.add_parser("list", help="table of models: name, flops, params, acts",
+                              description="Models with exact complexity.")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'regnetx*'")
-    p.add_argument("--resolution", type=int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--resolution", type=positive_int, default=224, help="input size in pixels (default 224)")
     p.add_argument("--paper", action="store_true", help="only the 24 models of the paper")
     p.add_argument("--pretrained", action="store_true", help="list the published weight tags per model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    a = p.parse_args(argv)
-    if a.resolution < 1:
-        p.error(f"--resolution must be a positive number of pixels, got {a.resolution}")
+    p.set_defaults(handler=run_list)
+    p = subparsers.add_parser("info", help="per-stage depth, width, groups, bottleneck, SE of a model",
+                              description="Architecture of one model.")
+    p.add_argument("name", help="model name or alias, e.g. RegNetY-4.0GF")
+    p.add_argument("--resolution", type=positive_int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run_info)
+
+
+def run_list(a: argparse.Namespace) -> int:
     names = list_models(a.pattern, paper_only=a.paper)
     if not names:
         print(f"no model matches {a.pattern!r}", file=sys.stderr)
@@ -55,14 +64,7 @@ def _list_pretrained(names: list[str], as_json: bool) -> int:
     return 0
 
 
-def _info(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="regnet-zoo info", description="Architecture of one model.")
-    p.add_argument("name", help="model name or alias, e.g. RegNetY-4.0GF")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    if a.resolution < 1:
-        p.error(f"--resolution must be a positive number of pixels, got {a.resolution}")
+def run_info(a: argparse.Namespace) -> int:
     try:
         e = get_entry(a.name)
     except UnknownModelError as err:
@@ -94,6 +96,3 @@ def _info(argv: list[str]) -> int:
           f"params {cx['params']:,}, acts {cx['acts']:,}")
     return 0
 
-
-def main(command: str, argv: list[str]) -> int:
-    return _list(argv) if command == "list" else _info(argv)

@@ -20,38 +20,31 @@ from pathlib import Path
 
 from regnet_zoo.counting import format_count
 
-SUBCOMMANDS = ("spaces", "sample", "train", "analyze", "fit", "scaling")
+HELP = {
+    "spaces": "the design spaces and their sizes",
+    "sample": "sample models of a design space into a trial file",
+    "train": "train every trial briefly (resumable; local processes or Ray)",
+    "analyze": "EDFs, bootstrap ranges, fits, significance of sweeps",
+    "fit": "quantized-linear fit (w0, wa, wm, e_fit) of per-block widths",
+    "scaling": "acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet",
+}
 
 
-def _fail(prog: str, message: str, code: int = 2) -> int:
-    print(f"regnet-zoo sweep {prog}: {message}", file=sys.stderr)
-    return code
+def _add(sub, name: str, description: str | None = None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=HELP[name], description=description or HELP[name][0].upper() + HELP[name][1:])
 
 
-def _spaces(argv: list[str]) -> int:
-    from regnet_zoo.design_space.spaces import SPACES
-
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep spaces", description="Design spaces and their sizes.")
+def register(subparsers) -> None:
+    sweep = subparsers.add_parser("sweep", help="design-space sweeps: sample, train, analyze",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  description="Design-space sweeps, the paper's method.",
+                                  epilog="examples:\n" + __doc__.split("\n\n")[1])
+    sub = sweep.add_subparsers(title="subcommands", dest="sweep_command", metavar="SUBCOMMAND", required=True)
+    p = _add(sub, "spaces")
     p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    rows = {n: {"paper": s.size("paper"), "exact": s.size("exact"), "valid": s.size("valid"),
-                "description": s.description} for n, s in SPACES.items()}
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'space':<18} {'size (paper)':>13} {'exact':>10} {'compatible':>11}  description")
-    for n, r in rows.items():
-        print(f"{n:<18} {r['paper']:>13.1e} {r['exact']:>10.1e} {r['valid']:>11.1e}  {r['description']}")
-    return 0
+    p.set_defaults(handler=run_spaces)
 
-
-def _sample(argv: list[str]) -> int:
-    from regnet_zoo.design_space.records import trials_from_samples, write_jsonl_atomic
-    from regnet_zoo.design_space.sampling import SamplingError, sample
-    from regnet_zoo.design_space.spaces import UnknownSpaceError
-
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep sample",
-                                description="Sample models of a design space into a trial file (JSONL).")
+    p = _add(sub, "sample", "Sample models of a design space into a trial file (JSONL).")
     p.add_argument("--space", required=True, help="design space, e.g. anynetx_a, regnetx (see `sweep spaces`)")
     p.add_argument("--n", type=int, required=True, help="number of distinct models")
     p.add_argument("--seed", type=int, default=0)
@@ -64,33 +57,10 @@ def _sample(argv: list[str]) -> int:
     p.add_argument("--max-candidates", type=int, default=20_000_000)
     p.add_argument("-o", "--output", required=True, help="trial file to write (JSONL)")
     p.add_argument("--force", action="store_true", help="overwrite an existing trial file")
-    a = p.parse_args(argv)
-    out = Path(a.output)
-    if out.exists() and not a.force:
-        return _fail("sample", f"{out} exists; pass --force to overwrite it")
-    try:
-        result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
-                        resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
-                        max_candidates=a.max_candidates)
-    except (UnknownSpaceError, ValueError) as e:
-        return _fail("sample", str(e))
-    except SamplingError as e:
-        return _fail("sample", str(e), 1)
-    write_jsonl_atomic(out, trials_from_samples(result))
-    fl = [s.complexity["flops"] for s in result.samples]
-    print(f"{len(result)} models of {result.space.name} -> {out}  (drawn {result.drawn}, compatible "
-          f"{result.compatible}, in band {result.in_band}; flops {format_count(min(fl))}-{format_count(max(fl))} "
-          f"at {a.resolution}px)")
-    return 0
+    p.set_defaults(handler=run_sample)
 
-
-def _train(argv: list[str]) -> int:
-    from regnet_zoo.design_space.records import SweepFileError, read_trials
-    from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
-
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep train",
-                                description="Train every trial briefly; results go to OUT/results.jsonl "
-                                            "(resumable: finished trials are skipped).")
+    p = _add(sub, "train", "Train every trial briefly; results go to OUT/results.jsonl (resumable: finished "
+                            "trials are skipped).")
     p.add_argument("trials", nargs="+", help="trial file(s) from `sweep sample`")
     p.add_argument("--out", required=True, help="run folder (results.jsonl is appended there)")
     p.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder with train/ and val/")
@@ -115,7 +85,77 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--ray-address", default=None, help="ray: join this cluster ('auto', 'ray://host:10001')")
     p.add_argument("--ray-num-cpus", type=int, default=None, help="ray: CPUs of a local Ray instance")
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
-    a = p.parse_args(argv)
+    p.set_defaults(handler=run_train)
+
+    p = _add(sub, "analyze")
+    p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
+    p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
+    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    p.add_argument("--reference", default=None, help="population the others are compared with (default: the first)")
+    p.add_argument("--top", type=int, default=5, help="best models whose widths are fitted and drawn")
+    p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=run_analyze)
+
+    p = _add(sub, "fit")
+    p.add_argument("widths", help="a model name (its per-block widths) or comma-separated per-block widths")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_fit)
+
+    p = _add(sub, "scaling")
+    p.add_argument("--plots", default=None, help="folder for scaling.<format> and scaling.json")
+    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    p.add_argument("--no-efficientnet", action="store_true", help="skip tracing timm's EfficientNets")
+    p.set_defaults(handler=run_scaling)
+
+
+def _fail(prog: str, message: str, code: int = 2) -> int:
+    print(f"regnet-zoo sweep {prog}: {message}", file=sys.stderr)
+    return code
+
+
+def run_spaces(a: argparse.Namespace) -> int:
+    from regnet_zoo.design_space.spaces import SPACES
+
+    rows = {n: {"paper": s.size("paper"), "exact": s.size("exact"), "valid": s.size("valid"),
+                "description": s.description} for n, s in SPACES.items()}
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'space':<18} {'size (paper)':>13} {'exact':>10} {'compatible':>11}  description")
+    for n, r in rows.items():
+        print(f"{n:<18} {r['paper']:>13.1e} {r['exact']:>10.1e} {r['valid']:>11.1e}  {r['description']}")
+    return 0
+
+
+def run_sample(a: argparse.Namespace) -> int:
+    from regnet_zoo.design_space.records import trials_from_samples, write_jsonl_atomic
+    from regnet_zoo.design_space.sampling import SamplingError, sample
+    from regnet_zoo.design_space.spaces import UnknownSpaceError
+
+    out = Path(a.output)
+    if out.exists() and not a.force:
+        return _fail("sample", f"{out} exists; pass --force to overwrite it")
+    try:
+        result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
+                        resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
+                        max_candidates=a.max_candidates)
+    except (UnknownSpaceError, ValueError) as e:
+        return _fail("sample", str(e))
+    except SamplingError as e:
+        return _fail("sample", str(e), 1)
+    write_jsonl_atomic(out, trials_from_samples(result))
+    fl = [s.complexity["flops"] for s in result.samples]
+    print(f"{len(result)} models of {result.space.name} -> {out}  (drawn {result.drawn}, compatible "
+          f"{result.compatible}, in band {result.in_band}; flops {format_count(min(fl))}-{format_count(max(fl))} "
+          f"at {a.resolution}px)")
+    return 0
+
+
+def run_train(a: argparse.Namespace) -> int:
+    from regnet_zoo.design_space.records import SweepFileError, read_trials
+    from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
 
     def limit(v):
         return None if v is None else (int(v) if v >= 1 else v)
@@ -157,22 +197,11 @@ def _train(argv: list[str]) -> int:
     return 1 if summary.failed else 0
 
 
-def _analyze(argv: list[str]) -> int:
+def run_analyze(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space import plots
     from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
     from regnet_zoo.design_space.records import SweepFileError
 
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep analyze",
-                                description="EDFs, bootstrap ranges, width fits and significance of finished sweeps.")
-    p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
-    p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
-    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
-    p.add_argument("--reference", default=None, help="population the others are compared with (default: the first)")
-    p.add_argument("--top", type=int, default=5, help="best models whose widths are fitted and drawn")
-    p.add_argument("--n-boot", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    a = p.parse_args(argv)
     try:
         groups = load_groups(a.runs)
     except SweepFileError as e:
@@ -195,15 +224,10 @@ def _analyze(argv: list[str]) -> int:
     return 0
 
 
-def _fit(argv: list[str]) -> int:
+def run_fit(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.fit import fit_quantized_linear
     from regnet_zoo.registry import UnknownModelError, get_entry
 
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep fit",
-                                description="Quantized-linear fit (w0, wa, wm, e_fit) of per-block widths.")
-    p.add_argument("widths", help="a model name (its per-block widths) or comma-separated per-block widths")
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
     try:
         if all(c.isdigit() or c in ", " for c in a.widths):
             widths = [int(v) for v in a.widths.replace(" ", "").split(",") if v]
@@ -220,15 +244,9 @@ def _fit(argv: list[str]) -> int:
     return 0
 
 
-def _scaling(argv: list[str]) -> int:
+def run_scaling(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.scaling import scaling_table
 
-    p = argparse.ArgumentParser(prog="regnet-zoo sweep scaling",
-                                description="Acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet.")
-    p.add_argument("--plots", default=None, help="folder for scaling.<format> and scaling.json")
-    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
-    p.add_argument("--no-efficientnet", action="store_true", help="skip tracing timm's EfficientNets")
-    a = p.parse_args(argv)
     table = scaling_table(include_efficientnet=not a.no_efficientnet)
     for fam, t in table.items():
         print(f"{fam:<14} acts ~ flops^{t['acts_exponent']:.2f}   params ~ flops^{t['params_exponent']:.2f}  "
@@ -243,23 +261,3 @@ def _scaling(argv: list[str]) -> int:
         print(f"-> {out}")
     return 0
 
-
-def usage() -> str:
-    return __doc__.split("\n\n")[1]
-
-
-def main(command: str, argv: list[str]) -> int:
-    """Entry of ``regnet-zoo sweep SUBCOMMAND ...``."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage: regnet-zoo sweep {" + ",".join(SUBCOMMANDS) + "} ...\n\n" + usage())
-        return 0
-    sub, rest = argv[0], argv[1:]
-    handlers = {"spaces": _spaces, "sample": _sample, "train": _train, "analyze": _analyze, "fit": _fit,
-                "scaling": _scaling}
-    if sub not in handlers:
-        import difflib
-
-        close = difflib.get_close_matches(sub, SUBCOMMANDS, n=2)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        return _fail(sub, f"unknown subcommand{hint}; choose one of {', '.join(SUBCOMMANDS)}")
-    return handlers[sub](rest)

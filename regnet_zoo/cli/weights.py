@@ -16,27 +16,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regnet_zoo.registry import UnknownModelError
 from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
 
-if TYPE_CHECKING:
-    from torch import nn
 
-    from regnet_zoo.weights.apply import Pretrained
-
-
-def _fail(command: str, err: Exception) -> int:
-    print(f"regnet-zoo {command}: {err}", file=sys.stderr)
-    return 1
-
-
-# ---------------------------------------------------------------------- download
-def _download(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="regnet-zoo download",
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "download", help="download and verify pretrained weights (NAME[.TAG])",
         description="Download and verify pretrained weights into the cache, e.g. to use them later with "
                     "HF_HUB_OFFLINE=1. Tags: `regnet-zoo list --pretrained`.")
     p.add_argument("names", nargs="+", metavar="NAME[.TAG]",
@@ -46,7 +35,72 @@ def _download(argv: list[str]) -> int:
                    help="the original file (pycls .pyth / torchvision .pth from their URLs) instead of the Hub's")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: the Hugging Face cache)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    a = p.parse_args(argv)
+    p.set_defaults(handler=run_download)
+
+    p = subparsers.add_parser(
+        "convert", help="convert pycls/torchvision/transformers/timm weights",
+        description="Convert RegNet weights of pycls (the paper's .pyth; BGR -> RGB), torchvision, transformers "
+                    "or timm to regnet-zoo's layout (= timm's). Pickles are read with torch.load(weights_only=True).")
+    p.add_argument("input", help="weights file (.pyth, .pth, .bin, .ckpt, .safetensors)")
+    p.add_argument("output", help="a .safetensors file, or a folder (written like save_pretrained)")
+    p.add_argument("--from", dest="fmt", type=_weights_format, default="auto",
+                   help="layout of INPUT: pycls, torchvision, transformers or timm (default: detected)")
+    p.add_argument("--model", default=None,
+                   help="registry model the weights are for (default: the one whose shapes match)")
+    p.add_argument("--license", default=None,
+                   help="licence id for the model card of a folder OUTPUT (default: the manifest's when INPUT keeps "
+                        "the name of a published original file, else 'other' with a warning)")
+    p.set_defaults(handler=run_convert)
+
+    p = subparsers.add_parser(
+        "push", help="publish a model or checkpoint to the Hugging Face Hub",
+        description="Publish a model to the Hugging Face Hub: model.safetensors, a config.json timm loads, "
+                    "and a model card. Token: --token, HF_TOKEN or `hf auth login`.")
+    p.add_argument("source", metavar="NAME_OR_CKPT",
+                   help="registry NAME[.TAG] (its pretrained weights), hf-hub:org/repo, a save_pretrained folder, "
+                        "or a weights file (.safetensors, .pth, .pyth, Lightning .ckpt)")
+    p.add_argument("repo_id", help="target repo, org/name (created if missing)")
+    p.add_argument("--model", default=None, help="registry model of a weights file (default: matched by shapes)")
+    p.add_argument("--metrics", nargs="+", type=_metric, default=[], metavar="NAME=VALUE",
+                   help="results for the model card, e.g. top1=81.3 top5=95.6 (percent)")
+    p.add_argument("--license", default=None, help="license id for the card (default: the weights')")
+    p.add_argument("--datasets", nargs="+", default=None, help="training datasets (default: imagenet-1k)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the stored login)")
+    p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    p.add_argument("--message", default="Add RegNet weights (regnet-zoo)", help="commit message")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.set_defaults(handler=run_push)
+
+
+def _weights_format(value: str) -> str:
+    """argparse type of ``--from``: "auto" or a format of ``regnet_zoo.weights.convert`` (imported when given)."""
+    from regnet_zoo.weights.convert import FORMATS
+
+    if value != "auto" and value not in FORMATS:
+        raise argparse.ArgumentTypeError(f"choose auto or one of {', '.join(FORMATS)}, got {value!r}")
+    return value
+
+
+def _metric(item: str) -> tuple[str, float]:
+    """argparse type of a ``--metrics`` item: NAME=NUMBER."""
+    key, eq, value = item.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER (e.g. top1=81.3), got {item!r}") from None
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {item!r}")
+    return key, number
+
+
+def _fail(command: str, err: Exception) -> int:
+    print(f"regnet-zoo {command}: {err}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------- download
+def run_download(a: argparse.Namespace) -> int:
     from regnet_zoo.registry import split_name_tag
     from regnet_zoo.weights.endpoint import split_revision
     from regnet_zoo.weights.files import file_sha256
@@ -84,50 +138,11 @@ def _download(argv: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------- convert
-def _identify(state_dict: dict, model: str | None) -> str | None:
-    """The registry model the weights are for: ``model`` if given, else the unique shape match."""
-    from regnet_zoo.registry import get_entry
-    from regnet_zoo.weights.convert import registry_matches
-
-    if model:
-        return get_entry(model).name
-    matches = registry_matches(state_dict)
-    if len(matches) > 1:
-        raise WeightsError(f"the weights fit several models ({', '.join(matches)}); choose one with --model")
-    return matches[0] if matches else None
-
-
-def _model_with(name: str, weights: Pretrained) -> nn.Module:
-    """Registry model ``name`` with ``weights`` (a ``Pretrained``) loaded; class count and channels from them."""
-    import regnet_zoo
-    from regnet_zoo.weights.apply import apply_weights, head_classes, input_channels
-
-    sd = weights.state_dict
-    net = regnet_zoo.create(name, num_classes=head_classes(sd), in_chans=input_channels(sd))
-    apply_weights(net, weights)
-    return net
-
-
-def _convert(argv: list[str]) -> int:
-    from regnet_zoo.weights.convert import FORMATS
-
-    p = argparse.ArgumentParser(
-        prog="regnet-zoo convert",
-        description="Convert RegNet weights of pycls (the paper's .pyth; BGR -> RGB), torchvision, transformers "
-                    "or timm to regnet-zoo's layout (= timm's). Pickles are read with torch.load(weights_only=True).")
-    p.add_argument("input", help="weights file (.pyth, .pth, .bin, .ckpt, .safetensors)")
-    p.add_argument("output", help="a .safetensors file, or a folder (written like save_pretrained)")
-    p.add_argument("--from", dest="fmt", choices=("auto", *FORMATS), default="auto",
-                   help="layout of INPUT (default: detected)")
-    p.add_argument("--model", default=None,
-                   help="registry model the weights are for (default: the one whose shapes match)")
-    p.add_argument("--license", default=None,
-                   help="licence id for the model card of a folder OUTPUT (default: the manifest's when INPUT keeps "
-                        "the name of a published original file, else 'other' with a warning)")
-    a = p.parse_args(argv)
+def run_convert(a: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from regnet_zoo.fileio import atomic_write
+    from regnet_zoo.sources import identify_model, model_with_weights
     from regnet_zoo.weights.apply import Pretrained, read_state_dict
     from regnet_zoo.weights.convert import convert_state_dict, detect_format
     from regnet_zoo.weights.publish import save_pretrained
@@ -137,13 +152,13 @@ def _convert(argv: list[str]) -> int:
         obj = read_state_dict(a.input)
         fmt = detect_format(obj) if a.fmt == "auto" else a.fmt
         sd = convert_state_dict(obj, fmt)
-        name = _identify(sd, a.model)
+        name = identify_model(sd, a.model)
         to_folder = not a.output.endswith(".safetensors")
         if name is None and to_folder:
             raise WeightsError("the weights match no registry model, so no folder (config.json) can be written; "
                                "write a .safetensors file or pass --model")
         cfg, note = origin_file_cfg(a.input, fmt)
-        net = _model_with(name, Pretrained(sd, f"{a.input} ({fmt}){note}", cfg)) if name else None
+        net = model_with_weights(name, Pretrained(sd, f"{a.input} ({fmt}){note}", cfg)) if name else None
         if to_folder:
             save_pretrained(net, a.output, license=a.license)
         else:
@@ -158,73 +173,13 @@ def _convert(argv: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------- push
-def _metrics(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--metrics expects NAME=NUMBER (e.g. top1=81.3), got {item!r}") from None
-        if not eq or not key:
-            raise argparse.ArgumentTypeError(f"--metrics expects NAME=NUMBER, got {item!r}")
-    return out
-
-
-def load_source(source: str, model: str | None = None, cache_dir: str | None = None):
-    """A model from a registry NAME[.TAG], hf-hub:org/repo, a save_pretrained folder or a weights file."""
-    import regnet_zoo
-    from regnet_zoo.weights.apply import looks_like_weight_file
-    from regnet_zoo.weights.resolve import read_weights
-
-    if source.startswith(HF_HUB_PREFIX):
-        return regnet_zoo.create(source, pretrained=True, cache_dir=cache_dir)
-    path = Path(source)
-    if path.is_dir():
-        return regnet_zoo.from_pretrained(path)
-    if path.is_file():
-        weights = read_weights(path)
-        name = _identify(weights.state_dict, model)
-        if name is None:
-            raise WeightsError(f"{source}: the weights match no registry model; pass --model NAME")
-        return _model_with(name, weights)
-    if looks_like_weight_file(source):
-        raise WeightsError(f"file not found: {source}")
-    from regnet_zoo.registry import split_name_tag
-
-    entry, tag = split_name_tag(source)
-    return regnet_zoo.create(entry.name, pretrained=tag or True, cache_dir=cache_dir)
-
-
-def _push(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="regnet-zoo push",
-        description="Publish a model to the Hugging Face Hub: model.safetensors, a config.json timm loads, "
-                    "and a model card. Token: --token, HF_TOKEN or `hf auth login`.")
-    p.add_argument("source", metavar="NAME_OR_CKPT",
-                   help="registry NAME[.TAG] (its pretrained weights), hf-hub:org/repo, a save_pretrained folder, "
-                        "or a weights file (.safetensors, .pth, .pyth, Lightning .ckpt)")
-    p.add_argument("repo_id", help="target repo, org/name (created if missing)")
-    p.add_argument("--model", default=None, help="registry model of a weights file (default: matched by shapes)")
-    p.add_argument("--metrics", nargs="+", default=[], metavar="NAME=VALUE",
-                   help="results for the model card, e.g. top1=81.3 top5=95.6 (percent)")
-    p.add_argument("--license", default=None, help="license id for the card (default: the weights')")
-    p.add_argument("--datasets", nargs="+", default=None, help="training datasets (default: imagenet-1k)")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the stored login)")
-    p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
-    p.add_argument("--message", default="Add RegNet weights (regnet-zoo)", help="commit message")
-    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    a = p.parse_args(argv)
-    try:
-        metrics = _metrics(a.metrics)
-    except argparse.ArgumentTypeError as e:
-        p.error(str(e))
+def run_push(a: argparse.Namespace) -> int:
+    from regnet_zoo.sources import load_source
     from regnet_zoo.weights.publish import push_to_hub
 
     try:
         net = load_source(a.source, a.model)
-        info = push_to_hub(net, a.repo_id, metrics=metrics or None, license=a.license, datasets=a.datasets,
+        info = push_to_hub(net, a.repo_id, metrics=dict(a.metrics) or None, license=a.license, datasets=a.datasets,
                            private=a.private or None, token=a.token, revision=a.revision,
                            commit_message=a.message, create_pr=a.create_pr)
     except (WeightsError, UnknownModelError, OSError) as e:
@@ -232,6 +187,3 @@ def _push(argv: list[str]) -> int:
     print(f"pushed {a.source} -> {a.repo_id}: {info.pr_url or info.commit_url}")
     return 0
 
-
-def main(command: str, argv: list[str]) -> int:
-    return {"download": _download, "convert": _convert, "push": _push}[command](argv)

@@ -7,12 +7,8 @@ EfficientNet slow on GPUs. ``power_law`` fits y = c * x^k by least squares in lo
 Counting conventions (the paper code's): flops = multiply-adds of conv and linear layers,
 params = all learnable parameters, acts = output elements of every conv and linear layer.
 RegNets are counted analytically (``counting.model_complexity``, exact pycls numbers, 224 px).
-EfficientNets are built from timm (``efficientnet_b0``..``b7``, random init) on the *meta* device
-— no memory, no compute — and traced at their native resolutions (224, 240, 260, 300, 380, 456,
-528, 600 px) by the one tracer of regnet-zoo, ``regnet_zoo.benchmark.models.traced_complexity``
-(``torch.utils.flop_counter.FlopCounterMode`` halved to multiply-adds, biases not counted: < 0.1%
-of flops; forward hooks on ``Conv2d``/``Linear`` for acts). This gives the paper's Table 4 numbers
-(e.g. B0: 0.39 GF, 5.3 M params, 6.7 M acts; B5: 98.9 M acts). Imported on use (torch, timm).
+EfficientNets are traced at their native resolutions (224 ... 600 px) by
+``design_space.efficientnet``, imported on use (torch, timm).
 """
 
 from __future__ import annotations
@@ -43,9 +39,8 @@ def regnet_family(family: str, resolution: int = 224) -> list[dict[str, Any]]:
 
 
 def efficientnet_family(variants=range(8)) -> list[dict[str, Any]]:
-    """Traced complexity of timm's EfficientNet-B0..B7 at native resolution (meta device), counted by
-    the benchmark's tracer (``regnet_zoo.benchmark.models.efficientnet_complexity``)."""
-    from regnet_zoo.benchmark.models import efficientnet_complexity
+    """Traced complexity of timm's EfficientNet-B0..B7 at native resolution (meta device)."""
+    from regnet_zoo.design_space.efficientnet import efficientnet_complexity  # torch, timm: on use
 
     return [{"name": f"EfficientNet-B{b}", **efficientnet_complexity(b)} for b in variants]
 

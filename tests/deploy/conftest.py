@@ -1,6 +1,13 @@
-"""Shared fixtures for the deploy tests: zoo weights with non-trivial BatchNorm statistics."""
+"""Shared fixtures for the deploy tests: zoo weights with non-trivial BatchNorm statistics.
+
+``benchmarks/`` (the full benchmark protocol, ``harness``, and ``deploy_speed.py``; not in the installed
+package) goes on ``sys.path`` for the benchmark tests.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +15,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 import regnet_zoo
+
+BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

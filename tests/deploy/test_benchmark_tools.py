@@ -1,55 +1,30 @@
-"""Benchmark library: interleaved timing, peak measurement, activation memory, report and CLI."""
+"""The full benchmark protocol (benchmarks/harness, benchmarks/deploy_speed.py): peak measurement,
+activation memory, EfficientNet pairs, report. ``benchmarks/`` is put on sys.path by conftest.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
-from pathlib import Path
 
+import deploy_speed
 import pytest
 import timm
 import torch
+from harness import BenchConfig, run_benchmark, summary
+from harness.memory import saved_activation_bytes
+from harness.models import FLOPS_MATCHED, zoo_model
+from harness.peak import conv1x1_flops, measure_peak
 from torch import nn
 
 import regnet_zoo
-from regnet_zoo.benchmark import (
+from regnet_zoo.design_space.efficientnet import (
     EFFICIENTNET_RESOLUTION,
-    FLOPS_MATCHED,
-    BenchConfig,
-    conv1x1_flops,
     efficientnet_complexity,
     efficientnet_resolution,
-    measure_peak,
-    run_benchmark,
-    saved_activation_bytes,
-    summary,
-    time_interleaved,
     traced_complexity,
 )
-from regnet_zoo.benchmark.models import zoo_model
-from regnet_zoo.benchmark.runner import flush_denormal_enabled
-from regnet_zoo.cli import main as cli
+from regnet_zoo.inference.speed import flush_denormal_enabled
 from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import get_entry
-
-
-def test_interleaved_order_and_medians():
-    calls = []
-    cases = {n: (lambda n=n: calls.append(n)) for n in "abc"}
-    out = time_interleaved(cases, 4, warmup=1, repeats=3)
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
-    assert all(len(t.seconds) == 3 and t.batch == 4 for t in out.values())
-
-
-def test_timing_ratio_of_known_durations():
-    cases = {"short": lambda: time.sleep(0.004), "long": lambda: time.sleep(0.012)}
-    out = time_interleaved(cases, {"short": 1, "long": 2}, warmup=0, repeats=5)
-    assert 0.012 <= out["long"].median_s < 0.05
-    ratio = out["short"].images_per_s / out["long"].images_per_s  # 1/0.004 vs 2/0.012 -> 1.5
-    assert ratio == pytest.approx(1.5, abs=0.3)  # sleep overshoot only lengthens the calls
-    with pytest.raises(ValueError):
-        time_interleaved(cases, 1, repeats=0)
 
 
 def test_conv_flops_and_peak():
@@ -104,6 +79,7 @@ def test_flops_matched_pairs_are_matched():
     assert FLOPS_MATCHED["b5"] == ("regnetx_8.0gf", "regnety_8.0gf")
 
 
+@pytest.mark.slow
 def test_headline_pair_infer_only():
     cfg = BenchConfig(models=(), headline=True, train=False, memory=False, peak=False, batch=1, warmup=0, repeats=1,
                       layouts=("nchw",))
@@ -124,14 +100,17 @@ def test_pairs_follow_table_4():
     assert cfg.pairs() == [("b5", ("regnetx_8.0gf", "regnety_8.0gf")), ("b0", ("regnety_400mf",)), ("b7", ())]
 
 
-def test_cli_benchmark_small_run(tmp_path, capsys):
+@pytest.mark.slow
+def test_deploy_speed_small_run(tmp_path, capsys):
     out_json, out_png = tmp_path / "res" / "bench.json", tmp_path / "res" / "bench.png"
-    rc = cli(["benchmark", "--models", "regnetx_200mf", "--efficientnets", "b0", "--batch", "1", "--train-batch", "2",
-              "--memory-batch", "2", "--warmup", "0", "--repeats", "1", "--layouts", "nchw", "--no-peak-memory",
-              "--details", "--json", str(out_json), "--plot", str(out_png)])
+    rc = deploy_speed.main(["--preset", "quick", "--models", "regnetx_200mf", "--efficientnets", "b0", "--batch", "1",
+                            "--train-batch", "2", "--memory-batch", "2", "--warmup", "0", "--repeats", "1",
+                            "--layouts", "nchw", "--no-peak-memory", "--details", "--json", str(out_json),
+                            "--plot", str(out_png)])
     assert rc == 0
     text = capsys.readouterr().out
-    for part in ("same architecture, inference (batch 1, 224 px)", "zoo/timm nchw", "fused/timm", "GOAL",
+    assert "GOAL" not in text  # the numbers, not a verdict
+    for part in ("same architecture, inference (batch 1, 224 px)", "zoo/timm nchw", "fused/timm",
                  "flops-matched pairs (paper Table 4)", "regnety_400mf @224 / efficientnet_b0 @224",
                  "training-step memory, batch 2", "saved for bwd = autograd saved_tensors_hooks",
                  "all ratios (median calls; fastest calls)"):
@@ -173,6 +152,7 @@ def test_cli_benchmark_small_run(tmp_path, capsys):
     assert mem["efficientnet_b0"]["saved_for_backward_bytes"] > mem["regnety_400mf/zoo"]["saved_for_backward_bytes"]
 
 
+@pytest.mark.slow
 def test_measured_process_peak_memory():
     cfg = BenchConfig(models=("regnetx_200mf",), infer=False, train=False, peak=False, memory_batch=2)
     rep = run_benchmark(cfg, log=lambda s: None)
@@ -202,39 +182,27 @@ def test_benchmark_restores_threads_and_denormal_flushing():
     assert seen and all(s == (True, 1) for s in seen)  # on while it ran
 
 
-def test_cli_benchmark_bad_arguments(capsys):
-    assert cli(["benchmark", "--models", "regnetx_200m"]) == 2
-    assert "regnetx_200mf" in capsys.readouterr().err
-    assert cli(["benchmark", "--modes", "speed"]) == 2
-    assert cli(["benchmark", "--layouts", "nhcw"]) == 2
-    assert cli(["benchmark", "--efficientnets", "b9"]) == 2
-    assert "b0, b1" in capsys.readouterr().err
-    assert cli(["benchmark", "--device", "tpu7"]) == 2
-    assert "bad --device 'tpu7'" in capsys.readouterr().err
-
-
-def _deploy_speed():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "deploy_speed.py"
-    spec = importlib.util.spec_from_file_location("deploy_speed_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.mark.parametrize("argv", [["--models", "regnetx_200m"], ["--modes", "speed"], ["--layouts", "nhcw"],
+                                  ["--efficientnets", "b9"], ["--device", "tpu7"], ["--threads", "4", "--device"]])
+def test_deploy_speed_bad_arguments(argv, tmp_path):
+    with pytest.raises(SystemExit) as e:  # argparse's error (status 2), not a traceback
+        deploy_speed.parse_args(["--preset", "quick", *argv], tmp_path)
+    assert e.value.code == 2
 
 
 @pytest.mark.parametrize("cuda_present", [False, True])
 def test_deploy_speed_names_results_by_device(tmp_path, monkeypatch, cuda_present):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_present)
-    script = _deploy_speed()
     auto = "cuda" if cuda_present else "cpu"
     for argv, device in ((["--device=cuda"], "cuda"), (["--device", "cuda:1"], "cuda"), (["--device=cpu"], "cpu"),
                          (["--device", "auto"], auto), ([], auto), (["--threads", "4"], auto)):
-        args = script.benchmark_args(argv, tmp_path)
-        assert args[:6] == ["--preset", "full", "--json", str(tmp_path / f"deploy-{device}.json"), "--plot",
-                            str(tmp_path / f"deploy-{device}.png")], argv
-        assert args[6:] == argv
-    with pytest.raises(SystemExit) as info:  # argparse's error, not an IndexError
-        script.benchmark_args(["--threads", "4", "--device"], tmp_path)
-    assert info.value.code == 2
+        a, cfg = deploy_speed.parse_args(argv, tmp_path)
+        assert (a.json, a.plot) == (str(tmp_path / f"deploy-{device}.json"), str(tmp_path / f"deploy-{device}.png"))
+        assert cfg.batch == (256 if device == "cuda" else 8) and cfg.compile and cfg.headline  # the full preset
+    a, _ = deploy_speed.parse_args(["--json", str(tmp_path / "x.json")], tmp_path)
+    assert (a.json, a.plot) == (str(tmp_path / "x.json"), None)  # the committed results stay as they are
+    a, cfg = deploy_speed.parse_args(["--preset", "quick", "--batch", "3"], tmp_path)
+    assert a.json is None and a.plot is None and cfg.batch == 3 and cfg.models == ("regnetx_200mf",)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

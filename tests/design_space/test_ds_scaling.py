@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from regnet_zoo.benchmark.models import traced_complexity
 from regnet_zoo.counting import model_complexity
 from regnet_zoo.design_space import power_law, regnet_family
+from regnet_zoo.design_space.efficientnet import traced_complexity
 from regnet_zoo.design_space.scaling import efficientnet_family, scaling_table
 from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import MODELS

@@ -1,4 +1,4 @@
-"""regnet-zoo download / convert / push / validate against the local Hub."""
+"""regnet-zoo download / convert / push / eval against the local Hub."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def make_folder(model, root, images: int = 12):
     return tops, 100 * 4 / images, 100 * 8 / images
 
 
-def test_validate_reports_accuracy_with_the_manifest_preprocessing(hub, pycls_weights, tmp_path, capsys):
+def test_eval_reports_accuracy_with_the_manifest_preprocessing(hub, pycls_weights, tmp_path, capsys):
     from torchvision.transforms import v2
 
     ref, _ = pycls_weights
@@ -147,7 +147,7 @@ def test_validate_reports_accuracy_with_the_manifest_preprocessing(hub, pycls_we
             x = eval_transform(v2.InterpolationMode.BICUBIC)(Image.open(path).convert("RGB"))[None]
             bicubic[path.name] = ref(x).topk(5).indices[0].tolist()
     assert bicubic != tops
-    code, out, err = run(capsys, "validate", "regnetx_200mf", "--data", str(tmp_path / "val"), "--json",
+    code, out, err = run(capsys, "eval", "regnetx_200mf", "--data", str(tmp_path / "val"), "--json",
                          "--batch-size", "5", "--workers", "0", "--results-file", str(tmp_path / "preds.csv"))
     assert code == 0, err
     res = json.loads(out)
@@ -160,19 +160,19 @@ def test_validate_reports_accuracy_with_the_manifest_preprocessing(hub, pycls_we
     (pycls,) = [r for r in res["reported"] if r["by"] == "pycls"]
     assert pycls["top1"] == 68.912 and pycls["diff_top1"] == pytest.approx(top1 - 68.912)
     # text output, and --limit takes images spread over the folder
-    code, out, err = run(capsys, "validate", "regnetx_200mf.pycls_in1k", "--data", str(tmp_path / "val"),
+    code, out, err = run(capsys, "eval", "regnetx_200mf.pycls_in1k", "--data", str(tmp_path / "val"),
                          "--limit", "4", "--workers", "0")
     assert code == 0, err
     assert "4 images" in out and "reported by pycls: top-1 68.912" in out and "note: the reported numbers" in out
 
 
-def test_validate_own_weights_on_a_custom_folder(tmp_path, randomize, capsys):
+def test_eval_own_weights_on_a_custom_folder(tmp_path, randomize, capsys):
     model = randomize(regnet_zoo.create("regnetx_200mf", num_classes=3), seed=14)
     regnet_zoo.save_pretrained(model, tmp_path / "run")
     for c in ("cat", "dog", "emu"):
         (tmp_path / "data" / c).mkdir(parents=True)
         Image.fromarray(np.full((40, 50, 3), 100, np.uint8)).save(tmp_path / "data" / c / "a.png")
-    code, out, err = run(capsys, "validate", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data",
+    code, out, err = run(capsys, "eval", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data",
                          str(tmp_path / "data"), "--workers", "0", "--json", "--input-size", "64")
     assert code == 0, err
     res = json.loads(out)
@@ -181,19 +181,101 @@ def test_validate_own_weights_on_a_custom_folder(tmp_path, randomize, capsys):
     assert res["preprocessing"]["input_size"] == [3, 64, 64]
     (tmp_path / "data" / "fox").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "data" / "fox" / "b.png")
-    code, out, err = run(capsys, "validate", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data",
+    code, out, err = run(capsys, "eval", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data",
                          str(tmp_path / "data"), "--workers", "0")
     assert code == 1 and "4 class folders" in err and "the model has 3 classes" in err
 
 
+def resize_crop(size: int, crop_pct: float):
+    """timm's eval preprocessing written with torchvision transforms v2: shorter side to size / crop_pct, centre
+    crop, ImageNet normalisation (bilinear)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize(int(size / crop_pct), interpolation=v2.InterpolationMode.BILINEAR),
+                       v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+
+def test_eval_test_size_uses_the_weights_test_input_size(tmp_path, randomize, capsys):
+    model = randomize(regnet_zoo.create("regnetx_200mf", num_classes=3), seed=15)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 64, 64), "crop_pct": 0.875,
+                            "interpolation": "bilinear", "test_input_size": (3, 96, 96), "test_crop_pct": 1.0}
+    regnet_zoo.save_pretrained(model, tmp_path / "run", license="mit")
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        (tmp_path / "data" / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((70 + 9 * i, 110, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / "data" / f"c{i % 3}" / f"{i}.png")
+    args = ("eval", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
+            "--workers", "0", "--json")
+    for extra, size, crop in (((), 64, 0.875), (("--test-size",), 96, 1.0)):
+        code, out, err = run(capsys, *args, *extra, "--results-file", str(tmp_path / "preds.csv"))
+        assert code == 0, err
+        res = json.loads(out)
+        assert res["preprocessing"]["input_size"] == [3, size, size] and res["preprocessing"]["crop_pct"] == crop
+        assert res["test_size"] is bool(extra)
+        # the predictions are those of the model on images preprocessed independently at that size
+        with torch.no_grad():
+            expected = {p.name: model(resize_crop(size, crop)(Image.open(p).convert("RGB"))[None]).topk(3)
+                        .indices[0].tolist() for p in (tmp_path / "data").rglob("*.png")}
+        rows = {r["path"].rsplit("/", 1)[-1]: [int(c) for c in r["top5"].split()]
+                for r in csv.DictReader(open(tmp_path / "preds.csv"))}
+        assert rows == expected
+    # an explicit --input-size wins over --test-size (timm's precedence)
+    code, out, err = run(capsys, *args, "--test-size", "--input-size", "80")
+    assert code == 0, err
+    assert json.loads(out)["preprocessing"]["input_size"] == [3, 80, 80]
+
+
+def test_eval_test_size_without_a_test_size_falls_back_like_timm(tmp_path, randomize, capsys):
+    model = randomize(regnet_zoo.create("regnetx_200mf", num_classes=2), seed=16)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 64, 64), "crop_pct": 0.875}
+    regnet_zoo.save_pretrained(model, tmp_path / "run", license="mit")
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "data" / c / "x.png")
+    args = ("eval", "regnetx_200mf", "--weights", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
+            "--workers", "0", "--test-size")
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["preprocessing"]["input_size"] == [3, 64, 64] and res["preprocessing"]["crop_pct"] == 0.875
+    assert res["test_size"] is False
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "test_input_size" in out  # the text output says the test size was not there
+
+
+def test_eval_test_size_of_a_published_tag(tmp_path, capsys):
+    from safetensors.torch import save_file
+    from timm.data import ImageNetInfo
+
+    from regnet_zoo.weights.manifest import load_manifest
+
+    tag = load_manifest().get("regnety_3.2gf", "ra_in1k").pretrained_cfg()  # timm's: 224 / 0.95, test 288 / 1.0
+    assert tag["test_input_size"] == (3, 288, 288) and tag["input_size"] == (3, 224, 224)
+    model = regnet_zoo.create("regnety_3.2gf")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "y32.safetensors"))
+    for synset in ImageNetInfo().label_names()[:2]:
+        (tmp_path / "val" / synset).mkdir(parents=True)
+        Image.fromarray(np.full((300, 320, 3), 120, np.uint8)).save(tmp_path / "val" / synset / "x.png")
+    args = ("eval", "regnety_3.2gf", "--tag", "ra_in1k", "--weights", str(tmp_path / "y32.safetensors"), "--data",
+            str(tmp_path / "val"), "--workers", "0", "--json")
+    for extra, size, crop in (((), 224, tag["crop_pct"]), (("--test-size",), 288, tag["test_crop_pct"])):
+        code, out, err = run(capsys, *args, *extra)
+        assert code == 0, err
+        res = json.loads(out)
+        assert res["preprocessing"]["input_size"] == [3, size, size] and res["preprocessing"]["crop_pct"] == crop
+        assert res["model"] == "regnety_3.2gf.ra_in1k" and res["images"] == 2
+
+
 def test_missing_files_and_folders_are_named(hub, capsys, tmp_path):
-    code, out, err = run(capsys, "validate", "regnetx_200mf", "--weights", str(tmp_path / "nonexist.safetensors"),
+    code, out, err = run(capsys, "eval", "regnetx_200mf", "--weights", str(tmp_path / "nonexist.safetensors"),
                          "--data", str(tmp_path))
     assert code == 1 and f"file not found: {tmp_path / 'nonexist.safetensors'}" in err and "unknown model" not in err
     code, out, err = run(capsys, "push", "missing.pth", "me/x")
     assert code == 1 and "file not found: missing.pth" in err
     # the data folder is checked before the weights are fetched (which may be gigabytes)
-    code, out, err = run(capsys, "validate", "regnety_32gf", "--data", str(tmp_path / "no_val"))
+    code, out, err = run(capsys, "eval", "regnety_32gf", "--data", str(tmp_path / "no_val"))
     assert code == 1 and f"data folder not found: {tmp_path / 'no_val'}" in err
     assert hub.requests == []
 

@@ -139,27 +139,8 @@ def _row_tables(rep: Report) -> list[str]:
     return lines
 
 
-def _goal_lines(rep: Report) -> list[str]:
-    out = []
-    eager = [r for r in rep.ratios if r["mode"] == "infer" and r["what"].startswith("zoo eager / timm")]
-    opt: dict[str, float] = {}
-    for r in rep.ratios:
-        if r["mode"] == "infer" and r["what"].startswith("zoo-fused"):
-            opt[r["arch"]] = max(opt.get(r["arch"], 0.0), r["ratio"])
-    if eager:
-        worst = min(r["ratio"] for r in eager)
-        out.append(f"GOAL zoo eager >= timm eager (same weights): worst ratio {worst:.3f} "
-                   f"(fastest calls {min(r['ratio_best'] for r in eager):.3f}) "
-                   f"-> {'met' if worst >= 0.97 else 'NOT met'} (0.97 allows for timing noise)")
-    if opt:
-        worst = min(opt.values())
-        out.append(f"GOAL optimised inference >= 1.5x timm eager (nchw): worst model {worst:.2f}x "
-                   f"-> {'met' if worst >= 1.5 else 'NOT met'}")
-    return out
-
-
 def summary(rep: Report, details: bool = False) -> str:
-    """Concise text: ratio tables per model and pair, headline, goals, fraction of peak, memory table.
+    """Concise text: ratio tables per model and pair, headline, fraction of peak, memory table.
 
     ``details`` adds every timed row (images/s, spread, GFLOP/s) and every ratio with its fastest-call value.
     """
@@ -174,13 +155,12 @@ def summary(rep: Report, details: bool = False) -> str:
     if details:
         lines += _row_tables(rep)
     lines += _arch_tables(rep) + _pair_table(rep)
-    goals = _goal_lines(rep)
-    if goals or rep.headline:
+    if rep.headline:
         lines.append("")
     for h in rep.headline:
         lines.append(f"HEADLINE [{h['mode']}] {h['a']} vs {h['b']}: {h['ratio']:.2f}x (fastest calls "
                      f"{h['ratio_best']:.2f}x; {h['a_images_per_s']:.2f} vs {h['b_images_per_s']:.2f} img/s; "
                      "paper: ~5x on GPU)")
-    lines += goals + _memory_table(rep)
+    lines += _memory_table(rep)
     lines.append(f"total {rep.seconds:.0f} s")
     return "\n".join(lines)

@@ -19,11 +19,14 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness.models import efficientnet, zoo_model
 
 SAVED_METHOD = "autograd saved_tensors_hooks: bytes of the tensors saved for backward (params excluded)"
 PROCESS_PEAK_METHOD = "measured: rise of the process's peak RSS during one fwd+bwd step (fresh subprocess)"
@@ -78,9 +81,11 @@ def process_training_peak_bytes(model: str, batch: int, resolution: int | None =
     then reports how far one more forward + backward (cross-entropy) raises its RSS high-water mark.
     """
     spec = json.dumps(dict(model=model, batch=batch, resolution=resolution, threads=threads))
-    code = "import sys; from regnet_zoo.benchmark.memory import _child_main; _child_main(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, **_CHILD_ENV})
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from harness.memory import _child_main; "
+            "_child_main(sys.argv[1])")
+    benchmarks_dir = str(Path(__file__).resolve().parents[1])  # where the child imports harness from
+    proc = subprocess.run([sys.executable, "-c", code, spec, benchmarks_dir], capture_output=True, text=True,
+                          timeout=timeout_s, env={**os.environ, **_CHILD_ENV})
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory subprocess for {model} (batch {batch}) failed with exit code "
                            f"{proc.returncode}:\n{proc.stderr.strip()[-2000:]}")
@@ -88,7 +93,6 @@ def process_training_peak_bytes(model: str, batch: int, resolution: int | None =
 
 
 def _build(model: str, resolution: int | None) -> tuple[nn.Module, int]:
-    from regnet_zoo.benchmark.models import efficientnet, zoo_model
 
     s = efficientnet(model) if model.lower().startswith("efficientnet") else zoo_model(model)
     return s.model, resolution or s.resolution

@@ -1,7 +1,8 @@
 """``run_benchmark``: throughput (inference, training step), FLOP/s vs the measured peak, training memory.
 
-Groups of comparable models are timed interleaved (``timing.time_interleaved``): each zoo model with
-timm's and torchvision's implementation of the same architecture, in NCHW and channels_last, plus our
+Groups of comparable models are timed interleaved (``regnet_zoo.inference.speed.time_interleaved``):
+each zoo model with timm's and torchvision's implementation of the same architecture, in NCHW and
+channels_last, plus our
 optimised inference path; and each EfficientNet with its flops-matched RegNets of the paper's Table 4
 (the RegNetX-8.0GF vs EfficientNet-B5 headline is one of these pairs). Ratios are computed only
 inside a group, i.e. from numbers measured side by side.
@@ -9,11 +10,10 @@ inside a group, i.e. from numbers measured side by side.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regnet_zoo.benchmark.memory import (
+from harness.memory import (
     CUDA_PEAK_METHOD,
     PROCESS_PEAK_METHOD,
     SAVED_METHOD,
@@ -30,7 +30,7 @@ from regnet_zoo.benchmark.memory import (
     process_training_peak_bytes,
     saved_activation_bytes,
 )
-from regnet_zoo.benchmark.models import (
+from harness.models import (
     FLOPS_MATCHED,
     HEADLINE,
     Subject,
@@ -39,13 +39,12 @@ from regnet_zoo.benchmark.models import (
     same_architecture,
     zoo_model,
 )
-from regnet_zoo.benchmark.peak import measure_peak
-from regnet_zoo.benchmark.report import Report
-from regnet_zoo.benchmark.timing import Timing, time_interleaved
+from harness.peak import measure_peak
+from harness.report import Report
 from regnet_zoo.inference import compile_model, fuse_bn, to_channels_last
+from regnet_zoo.inference.speed import LAYOUTS, Timing, benchmark_settings, time_interleaved
 from regnet_zoo.registry import get_entry
 
-LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 TRAIN_FLOPS_FACTOR = 3  # forward + backward (~2x forward) per training step
 
 
@@ -122,25 +121,6 @@ class _Env:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
-
-
-def flush_denormal_enabled() -> bool:
-    """Whether the CPU flushes denormal floats to zero (``torch.set_flush_denormal``, which has no getter)."""
-    tiny = torch.full((64,), 2.0**-140, dtype=torch.float32)  # a float32 denormal
-    return bool((tiny * 1.5).eq(0).all())
-
-
-@contextlib.contextmanager
-def _benchmark_settings(threads: int) -> Iterator[None]:
-    """torch threads and flushed denormals for the run; both restored afterwards."""
-    threads_before, flush_before = torch.get_num_threads(), flush_denormal_enabled()
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)  # denormals can slow CPU kernels arbitrarily; weights here are random
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(flush_before)
-        torch.set_num_threads(threads_before)
 
 
 def _images(env: _Env, batch: int, res: int, layout: str, in_chans: int = 3) -> torch.Tensor:
@@ -257,7 +237,7 @@ def _bench_pair(env: _Env, cfg: BenchConfig, variant: str, regnets: tuple[str, .
     """One EfficientNet and its flops-matched RegNets, timed interleaved; RegNet / EfficientNet ratios.
 
     Both sides run the same batch; on CUDA the training batch shrinks with the EfficientNet's pixel count
-    (B5 at 456 px: 128 -> 32, as timm's and PERF.md's GPU protocol) so that its activations fit.
+    (B5 at 456 px: 128 -> 32) so that its activations fit.
     """
     eff = efficientnet(variant)
     zoos = [zoo_model(n) for n in regnets]
@@ -376,7 +356,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Repor
     start = time.perf_counter()
     env = _Env(cfg)
     rep = Report(config=asdict(cfg))
-    with _benchmark_settings(cfg.threads):
+    with benchmark_settings(cfg.threads):
         rep.machine = dict(device=str(env.device), threads=cfg.threads, torch=torch.__version__,
                            amp=str(env.amp_dtype).replace("torch.", "") if env.amp_dtype else "fp32",
                            gpu=torch.cuda.get_device_name(env.device) if env.cuda else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from regnet_zoo.benchmark.report import MiB, Report
+from harness.report import MiB, Report
 from regnet_zoo.fileio import atomic_write
 
 COLORS = {"zoo": "tab:blue", "timm": "tab:orange", "torchvision": "tab:green", "zoo fused / compiled": "tab:purple",

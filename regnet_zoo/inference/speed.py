@@ -1,0 +1,227 @@
+"""Inference speed of one zoo model: its eager and optimised paths vs timm's same architecture.
+
+``compare(name, batch=8)`` times a list of named ``Variant``s (each built by a function from the
+zoo model: our eager model, timm's with the same state dict, BN folded, compiled) in NCHW and
+channels_last, interleaved in one process (``time_interleaved``: every repeat runs each case once in a
+rotating order, so slow phases of a shared machine hit all of them alike; the median is reported),
+and returns images/s with ratios to timm's eager model measured in the same run. This is what
+``regnet-zoo benchmark`` prints; the full protocol (EfficientNet pairs, torchvision, training steps,
+memory, peak FLOP/s, plots) is ``benchmarks/deploy_speed.py`` in the repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from regnet_zoo.factory import create
+from regnet_zoo.inference.optimize import optimize_for_inference, to_channels_last
+from regnet_zoo.registry import ModelEntry, get_entry
+
+LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one workload (one call processes ``batch`` images)."""
+
+    name: str
+    batch: int
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def min_s(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput of the median call."""
+        return self.batch / self.median_s
+
+    @property
+    def best_images_per_s(self) -> float:
+        """Throughput of the fastest call: the least disturbed by other load on a shared machine."""
+        return self.batch / self.min_s
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the per-repeat times: the run-to-run noise."""
+        return (max(self.seconds) - min(self.seconds)) / self.median_s
+
+
+def time_interleaved(
+    cases: Mapping[str, Callable[[], object]],
+    batch: int | Mapping[str, int],
+    *,
+    warmup: int = 1,
+    repeats: int = 5,
+    iters: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
+    """Time ``cases`` (name -> zero-argument callable running one batch) interleaved.
+
+    Args:
+        batch: images per call, one for all or per case name.
+        warmup: untimed calls of each case first (compilation, allocator, caches).
+        repeats: timed rounds; each case's time is the median over rounds.
+        iters: calls per case and round (their mean is the round's time).
+        sync: called before reading the clock (``torch.cuda.synchronize`` on GPU).
+    """
+    if repeats < 1 or iters < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1, iters >= 1, warmup >= 0; got {repeats}, {iters}, {warmup}")
+    sync = sync or (lambda: None)
+    names = list(cases)
+    out = {n: Timing(n, batch if isinstance(batch, int) else batch[n]) for n in names}
+    for _ in range(warmup):
+        for n in names:
+            cases[n]()
+    sync()
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            start = time.perf_counter()
+            for _ in range(iters):
+                cases[n]()
+            sync()
+            out[n].seconds.append((time.perf_counter() - start) / iters)
+    return out
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether the CPU flushes denormal floats to zero (``torch.set_flush_denormal``, which has no getter)."""
+    tiny = torch.full((64,), 2.0**-140, dtype=torch.float32)  # a float32 denormal
+    return bool((tiny * 1.5).eq(0).all())
+
+
+@contextlib.contextmanager
+def benchmark_settings(threads: int | None) -> Iterator[None]:
+    """torch threads (None: unchanged) and flushed denormals for a timed run; both restored afterwards."""
+    threads_before, flush_before = torch.get_num_threads(), flush_denormal_enabled()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # denormals can slow CPU kernels arbitrarily; benchmark weights are random
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flush_before)
+        torch.set_num_threads(threads_before)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run a zoo model: ``build(model, entry, layout)`` returns the module to time.
+
+    ``model`` is the zoo model (eval mode, on the target device; builders copy it, never change it),
+    ``layout`` "nchw" or "nhwc" (the inputs' memory format, which the weights should follow).
+    """
+
+    name: str
+    build: Callable[[nn.Module, ModelEntry, str], nn.Module]
+
+
+def _in_layout(model: nn.Module, layout: str) -> nn.Module:
+    return to_channels_last(model) if layout == "nhwc" else model
+
+
+def zoo_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """Our model as ``create`` returns it."""
+    return _in_layout(copy.deepcopy(model), layout)
+
+
+def timm_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """timm's implementation of the architecture (``entry.timm_name``) with our state dict, loaded strictly."""
+    ref = timm.create_model(entry.timm_name, pretrained=False, num_classes=model.num_classes)
+    ref.load_state_dict(model.state_dict(), strict=True)
+    device = next(model.parameters()).device
+    return _in_layout(ref.to(device).eval(), layout)
+
+
+def zoo_fused(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """``optimize_for_inference``: BN folded into the convolutions, weights in the input's layout."""
+    return optimize_for_inference(model, channels_last=layout == "nhwc")
+
+
+def zoo_compiled(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """``zoo_fused`` + ``torch.compile`` (inductor, weight freezing); compiles on its first (warm-up) call."""
+    return optimize_for_inference(model, channels_last=layout == "nhwc", compile=True)
+
+
+BASELINE = "timm eager"  # ratios are to this variant in the first layout asked for
+
+
+def default_variants(compile: bool = False) -> list[Variant]:
+    """Our eager model, timm's, our BN-folded model (+ the compiled one with ``compile``)."""
+    out = [Variant("zoo eager", zoo_eager), Variant(BASELINE, timm_eager), Variant("zoo fused", zoo_fused)]
+    return out + [Variant("zoo compiled", zoo_compiled)] if compile else out
+
+
+def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhwc"),
+            variants: Sequence[Variant] | None = None, resolution: int = 224, threads: int | None = None,
+            device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5) -> dict[str, Any]:
+    """Inference images/s of every variant in every layout of zoo model ``name`` (random init), interleaved.
+
+    Returns a JSON-ready dict: the settings, ``baseline`` (the case ratios refer to) and ``rows``, one
+    per case ``"<variant>@<layout>"``: ``images_per_s`` (median call), ``best_images_per_s`` (fastest
+    call), ``spread``, ``times_s`` and ``ratio`` / ``ratio_best`` = images/s over the baseline's.
+    ``warmup`` (>= 1) untimed calls per case come first: kernel selection, compilation.
+    """
+    bad = [lay for lay in layouts if lay not in LAYOUTS]
+    if bad or not layouts:
+        raise ValueError(f"layouts must be a non-empty subset of {sorted(LAYOUTS)}, got {list(layouts)}")
+    if batch < 1 or resolution < 1 or warmup < 1:
+        raise ValueError(f"need batch, resolution and warmup >= 1; got {batch}, {resolution}, {warmup}")
+    entry = get_entry(name)
+    variants = list(variants if variants is not None else default_variants())
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    with benchmark_settings(threads):
+        torch.manual_seed(0)
+        model = create(entry.name).to(device).eval()
+        cases: dict[str, Callable[[], object]] = {}
+        for layout in layouts:
+            x = torch.randn(batch, model.in_chans, resolution, resolution, device=device)
+            x = x.contiguous(memory_format=LAYOUTS[layout])
+            for v in variants:
+                cases[f"{v.name}@{layout}"] = _inference_call(v.build(model, entry, layout), x)
+        timings = time_interleaved(cases, batch, warmup=warmup, repeats=repeats, sync=sync)
+        used_threads = torch.get_num_threads()
+    baseline = f"{BASELINE}@{layouts[0]}"
+    ref = timings.get(baseline) or next(iter(timings.values()))
+    rows = [dict(case=n, variant=n.split("@")[0], layout=n.split("@")[1], images_per_s=t.images_per_s,
+                 best_images_per_s=t.best_images_per_s, spread=t.spread, times_s=t.seconds,
+                 ratio=t.images_per_s / ref.images_per_s, ratio_best=t.best_images_per_s / ref.best_images_per_s)
+            for n, t in timings.items()]
+    return dict(model=entry.name, batch=batch, resolution=resolution, device=str(device), threads=used_threads,
+                dtype="float32", warmup=warmup, repeats=repeats, torch=torch.__version__, timm=timm.__version__,
+                baseline=ref.name, rows=rows)
+
+
+def _inference_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+    return run
+
+
+def format_comparison(result: Mapping[str, Any]) -> str:
+    """The printed table of a ``compare`` result: images/s and ratios to the baseline, per case."""
+    r = result
+    lines = [f"{r['model']}: batch {r['batch']}, {r['resolution']} px, {r['device']}, {r['threads']} threads, "
+             f"{r['dtype']}; median of {r['repeats']} interleaved rounds",
+             f"  {'case':<22} {'images/s':>10} {'fastest':>10} {'spread':>7}  vs {r['baseline']} (fastest calls)"]
+    lines += [f"  {row['case']:<22} {row['images_per_s']:>10.2f} {row['best_images_per_s']:>10.2f} "
+              f"{row['spread']:>7.2f}  {row['ratio']:.2f} ({row['ratio_best']:.2f})" for row in r["rows"]]
+    return "\n".join(lines)
