@@ -147,7 +147,7 @@ def _timm_entrypoint(entry: ModelEntry):
             overlay = {**{k: v for k, v in cfg.items() if v is not None}, **overlay}
         return create(entry.name, pretrained=pretrained, pretrained_cfg_overlay=overlay or None, **kw)
 
-    fn_name = f"regnet_zoo_{entry.timm_name}"
+    fn_name = f"regnet_zoo_{entry.timm_name or entry.name}"
     entrypoint.__name__ = entrypoint.__qualname__ = fn_name
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f"{entry.display} from regnet_zoo ({entry.description})."
@@ -156,6 +156,8 @@ def _timm_entrypoint(entry: ModelEntry):
 
 def register_timm_models() -> list[str]:
     """Register ``regnet_zoo_<timm id>`` entrypoints with timm (idempotent); returns the registered names.
+
+    Models timm lacks (``timm_name`` None) register as ``regnet_zoo_<canonical name>``.
 
     timm reads ``org/name`` as a Hub id or path and ``name.tag`` as a weight tag, so a name like
     ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Call this first (``import regnet_zoo``
@@ -172,7 +174,7 @@ def register_timm_models() -> list[str]:
 
     names = []
     for entry in MODELS.values():
-        fn_name = f"regnet_zoo_{entry.timm_name}"
+        fn_name = f"regnet_zoo_{entry.timm_name or entry.name}"
         names.append(fn_name)
         if fn_name in _model_entrypoints:
             continue
