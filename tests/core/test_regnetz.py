@@ -22,7 +22,7 @@ from regnet_zoo.config import BlockConfigError, RegNetCfg, StageCfg, cfg_from_di
 from regnet_zoo.counting import anynet_arrays, complexity_arrays, model_complexity
 from regnet_zoo.generator import adjust_block_compatibility
 from regnet_zoo.models import AnyNet, Bottleneck
-from regnet_zoo.registry import get_entry
+from regnet_zoo.registry import MODELS, get_entry
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -228,3 +228,13 @@ def test_timm_expresses_z_configs_without_a_registered_twin():
     assert timm_args_for(get_entry("regnetz_500mf").cfg) == ("regnetz_005", {})
     arch, args = timm_args_for(get_entry("regnety_10b").cfg)
     assert arch == "regnety_002" and "act_layer" not in args  # plain RegNetY options only
+
+
+def test_models_without_timm_twin_register_with_timm_by_canonical_name():
+    import timm
+
+    names = regnet_zoo.register_timm_models()
+    assert {"regnet_zoo_regnetz_005", "regnet_zoo_regnetz_4gf", "regnet_zoo_regnety_10b"} <= set(names)
+    assert len(names) == len(set(names)) == len(MODELS)
+    m = timm.create_model("regnet_zoo_regnetz_4gf", device="meta")
+    assert isinstance(m, AnyNet) and m.cfg == get_entry("regnetz_4gf").cfg
