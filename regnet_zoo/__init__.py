@@ -4,8 +4,9 @@
     model = regnet_zoo.create("regnety_4.0gf", pretrained=True)
     regnet_zoo.list_models("regnetx*")
     regnet_zoo.complexity("RegNetX-8.0GF")  # {'flops': ..., 'params': ..., 'acts': ...}
+    regnet_zoo.scale("RegNetZ-500MF", 4, strategy="dW")  # fast model scaling (Dollár et al. 2021)
 
-The pure parts (``generator``, ``counting``, ``config``, ``registry``) import no torch; the
+The pure parts (``generator``, ``counting``, ``config``, ``registry``, ``scaler``) import no torch; the
 torch-level names (``create``, ``AnyNet``, ...) load on first use.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from regnet_zoo.config import AnyNetCfg, RegNetCfg, StageCfg
 from regnet_zoo.registry import UnknownModelError, get_entry, list_models
+from regnet_zoo.scaler import scale
 
 __version__ = "0.1.0"
 
@@ -55,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["AnyNet", "AnyNetCfg", "RegNetCfg", "StageCfg", "UnknownModelError", "complexity", "create",
            "from_pretrained", "get_entry", "list_models", "push_to_hub", "register_timm_models",
-           "save_pretrained", "__version__"]
+           "save_pretrained", "scale", "__version__"]

@@ -3,14 +3,39 @@
 ``AnyNetCfg`` is the general network (stem, stages of residual bottleneck blocks, head);
 ``RegNetCfg`` holds the six RegNet parameters and turns into an ``AnyNetCfg`` through the
 generator. Both are hashable, comparable and serialise to plain dicts (``to_dict``/``from_dict``).
+
+Block types (pycls' ``BLOCK_TYPE``): ``"x"`` is the residual bottleneck block of RegNetX/Y
+(``res_bottleneck_block``: projection shortcut when the shape changes, activation after the sum);
+``"z"`` is RegNetZ's inverted-bottleneck linear block (``res_bottleneck_linear_block``, Dollár et al.
+2021: ``bot_mul`` > 1 expands, no activation after the last 1x1, identity shortcut only when the
+shape is unchanged, none otherwise). ``head_width`` > 0 adds pycls' head conv (1x1 conv + BN + act).
 """
 
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from regnet_zoo.generator import ROUNDINGS, Rounding, check_regnet_params, generate_regnet
+
+Block = Literal["x", "z"]
+BLOCKS: tuple[str, ...] = ("x", "z")
+Activation = Literal["relu", "silu", "gelu"]
+ACTIVATIONS: tuple[str, ...] = ("relu", "silu", "gelu")  # pycls' MODEL.ACTIVATION_FUN choices
+
+
+class BlockConfigError(ValueError):
+    """A stage its block cannot build (bottleneck width not an integer, or not a multiple of the group width)."""
+
+
+def _check_block(block: Any, activation: Any, head_width: Any) -> None:
+    """The block type, activation and head width fields shared by both configs."""
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS} (x: RegNetX/Y bottleneck, z: RegNetZ linear "
+                         f"inverted bottleneck), got {block!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    _check_int("head_width", head_width, 0)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -40,11 +65,15 @@ class StageCfg:
         if not self.bot_mul > 0:
             raise ValueError(f"bot_mul must be > 0, got {self.bot_mul!r}")
         w_b = int(round(self.width * self.bot_mul))
+        fix = "use generator.adjust_block_compatibility to fix the widths"
+        if abs(self.width * self.bot_mul - w_b) > 1e-6:
+            raise BlockConfigError(f"bottleneck width width * bot_mul = {self.width} * {self.bot_mul} must be an "
+                                   f"integer number of channels; {fix}")
         if w_b < 1 or w_b % self.group_width:
-            raise ValueError(
+            raise BlockConfigError(
                 f"bottleneck width round(width * bot_mul) = {w_b} must be a positive multiple of "
-                f"group_width = {self.group_width} (stage width {self.width}, bot_mul {self.bot_mul}); "
-                "use generator.adjust_block_compatibility to fix the widths"
+                f"group_width = {self.group_width} (stage width {self.width}, bot_mul {self.bot_mul}; a group "
+                f"cannot be wider than the bottleneck); {fix}"
             )
 
     @property
@@ -60,15 +89,20 @@ class StageCfg:
 
 @dataclass(frozen=True)
 class AnyNetCfg:
-    """An AnyNet: simple stem (3x3 s2 conv, BN, ReLU), stages of X/Y blocks, pool + linear head.
+    """An AnyNet: simple stem (3x3 s2 conv, BN, act), stages of ``block`` blocks, [head conv,] pool + linear.
 
     ``se_ratio`` > 0 adds Squeeze-and-Excitation (Y block) of width ``round(se_ratio * w_in)``,
-    where ``w_in`` is the block's input width, as in the paper's code.
+    where ``w_in`` is the block's input width, as in the paper's code. ``activation`` is used
+    everywhere (stem, blocks, SE, head conv), as pycls' ``MODEL.ACTIVATION_FUN``; ``head_width`` > 0
+    puts a 1x1 conv to ``head_width`` channels + BN + act before the pool (pycls ``HEAD_W``).
     """
 
     stages: tuple[StageCfg, ...]
     stem_width: int = 32
     se_ratio: float = 0.0
+    block: Block = "x"
+    activation: Activation = "relu"
+    head_width: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(
@@ -78,6 +112,7 @@ class AnyNetCfg:
         _check_int("stem_width", self.stem_width, 1)
         if not 0 <= self.se_ratio < 1:
             raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
+        _check_block(self.block, self.activation, self.head_width)
 
     @property
     def depths(self) -> list[int]:
@@ -121,6 +156,7 @@ class RegNetCfg:
         stem_width: output channels of the stem.
         q: width quantum (8).
         rounding: ``"pycls"`` (the paper's) or ``"torchvision"`` (torchvision's group rounding).
+        block: ``"x"`` (RegNetX/Y) or ``"z"`` (RegNetZ); activation, head_width: as ``AnyNetCfg``.
     """
 
     depth: int
@@ -133,6 +169,9 @@ class RegNetCfg:
     stem_width: int = 32
     q: int = 8
     rounding: Rounding = "pycls"
+    block: Block = "x"
+    activation: Activation = "relu"
+    head_width: int = 0
     _plan: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +184,7 @@ class RegNetCfg:
             raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        _check_block(self.block, self.activation, self.head_width)
         plan = generate_regnet(
             self.w0, self.wa, self.wm, self.depth, self.group_width, self.bot_mul, self.q, self.rounding)
         object.__setattr__(self, "_plan", plan)
@@ -161,7 +201,8 @@ class RegNetCfg:
             StageCfg(depth=d, width=w, group_width=g, bot_mul=b)
             for d, w, g, b in zip(p.depths, p.widths, p.group_widths, p.bot_muls)
         )
-        return AnyNetCfg(stages=stages, stem_width=self.stem_width, se_ratio=self.se_ratio)
+        return AnyNetCfg(stages=stages, stem_width=self.stem_width, se_ratio=self.se_ratio, block=self.block,
+                         activation=self.activation, head_width=self.head_width)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "regnet", **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}

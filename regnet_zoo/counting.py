@@ -8,6 +8,10 @@ Counted exactly as the paper's code (pycls ``*_cx`` functions) counts them:
   buffers), so it equals ``sum(p.numel() for p in model.parameters())``;
 * acts: output elements of every conv and linear layer (BN/ReLU outputs are not counted).
 
+RegNetZ's linear block (``block="z"``) counts as pycls' ``ResBottleneckLinearBlock``: its bottleneck
+transform only (1x1 expand, 3x3 group conv, SE, 1x1 project, BN after each conv), never a shortcut
+conv; the head conv (``head_width`` > 0) as pycls' ``AnyHead``: 1x1 conv + BN before pool + linear.
+
 Spatial sizes follow ``h_out = (h - 1) // stride + 1`` (odd kernels, "same" padding).
 Everything is vectorised over N configs held in padded (N, S) stage arrays, so a design-space
 sweep evaluates 10^5 configs in well under a second (0.6 s here for 4-stage configs).
@@ -60,23 +64,28 @@ def needs_projection(w_in, w_out, stride):
 
 
 def block_complexity(w_in: int, w_out: int, h: int, stride: int, bot_mul: float,
-                     group_width: int, se_ratio: float, projection: bool | None = None) -> Complexity:
-    """One residual bottleneck block on an h x h input.
+                     group_width: int, se_ratio: float, projection: bool | None = None,
+                     block: str = "x") -> Complexity:
+    """One residual bottleneck block (``block`` "x") or linear block ("z") on an h x h input.
 
     ``projection`` overrides ``needs_projection`` (a dilated block also projects when its
-    dilation changes).
+    dilation changes); a linear block never has a projection.
     """
     acc = _zeros(1)
     proj = None if projection is None else np.array([projection])
     h_out = _block(acc, np.array([w_in]), np.array([w_out]), np.array([h]), np.array([stride]),
-                   np.array([bot_mul]), np.array([group_width]), np.array([se_ratio]), np.array([True]), proj)
+                   np.array([bot_mul]), np.array([group_width]), np.array([se_ratio]), np.array([True]), proj,
+                   np.array([block == "z"]))
     return _scalar(acc, h_out)
 
 
-def head_complexity(w_in: int, num_classes: int) -> Complexity:
-    """Global average pool + linear classifier (with bias)."""
+def head_complexity(w_in: int, num_classes: int, head_width: int = 0, h: int = 1) -> Complexity:
+    """[1x1 conv to ``head_width`` + BN on the h x h input,] global average pool + linear (with bias).
+
+    ``num_classes`` 0 counts no linear layer.
+    """
     acc = _zeros(1)
-    _head(acc, np.array([w_in]), num_classes)
+    _head(acc, np.array([w_in]), num_classes, np.array([head_width]), np.array([h]))
     return _scalar(acc, 1)
 
 
@@ -110,16 +119,21 @@ def _stem(acc, in_chans, width, h):
     return h
 
 
-def _head(acc, w_in, num_classes):
-    _add(acc, w_in * num_classes + num_classes, w_in * num_classes + num_classes, num_classes)
+def _head(acc, w_in, num_classes, head_width=0, h=1):
+    conv = head_width > 0
+    _conv(acc, w_in, head_width, 1, h, where=conv)
+    _bn(acc, head_width, conv)
+    w_fc = np.where(conv, head_width, w_in)
+    _add(acc, w_fc * num_classes + num_classes, w_fc * num_classes + num_classes, num_classes)
 
 
-def _block(acc, w_in, w_out, h, stride, bot_mul, group_w, se_r, where, proj=None):
-    """One residual bottleneck block (X block, Y block when se_r > 0); returns output size."""
+def _block(acc, w_in, w_out, h, stride, bot_mul, group_w, se_r, where, proj=None, linear=False):
+    """One residual bottleneck block (X block, Y block when se_r > 0, Z block where ``linear``);
+    returns the output size."""
     w_b = np.round(w_out * bot_mul).astype(np.int64)
     w_se = np.round(w_in * se_r).astype(np.int64)
     groups = np.maximum(w_b // np.maximum(group_w, 1), 1)
-    proj = where & (needs_projection(w_in, w_out, stride) if proj is None else proj)
+    proj = where & ~np.asarray(linear) & (needs_projection(w_in, w_out, stride) if proj is None else proj)
     _conv(acc, w_in, w_out, 1, h, stride=stride, where=proj)
     _bn(acc, w_out, proj)
     _conv(acc, w_in, w_b, 1, h, where=where)
@@ -145,8 +159,12 @@ def complexity_arrays(
     resolution: int = 224,
     in_chans: int = 3,
     num_classes: int = 1000,
+    block: np.ndarray | str = "x",
+    head_width: np.ndarray | int = 0,
 ) -> dict[str, np.ndarray]:
     """Complexity of N AnyNets given padded (N, S) stage arrays; depth 0 marks an absent stage.
+
+    ``se_ratio``, ``stem_width``, ``block`` ("x"/"z") and ``head_width`` are scalars or (N,) arrays.
 
     Returns ``flops``, ``params``, ``acts`` as (N,) int64 totals and ``stage_flops``,
     ``stage_params``, ``stage_acts`` as (N, S + 2) arrays: stem, stages 1..S, head.
@@ -164,6 +182,8 @@ def complexity_arrays(
     strides = per_stage(strides, np.int64)
     se_r = np.broadcast_to(np.asarray(se_ratio, dtype=np.float64), (n,))
     stem_w = np.broadcast_to(np.asarray(stem_width, dtype=np.int64), (n,))
+    linear = np.broadcast_to(np.asarray(block) == "z", (n,))
+    head_w = np.broadcast_to(np.asarray(head_width, dtype=np.int64), (n,))
 
     parts = []
     acc = _zeros(n)
@@ -175,16 +195,16 @@ def complexity_arrays(
         d, w, stride = depths[:, i], widths[:, i], np.maximum(strides[:, i], 1)
         present = d > 0
         b, g = bot_muls[:, i], group_widths[:, i]
-        h_first = _block(acc, prev_w, w, h, stride, b, g, se_r, present)
+        h_first = _block(acc, prev_w, w, h, stride, b, g, se_r, present, linear=linear)
         rest = _zeros(n)
-        _block(rest, w, w, h_first, 1, b, g, se_r, present & (d > 1))
+        _block(rest, w, w, h_first, 1, b, g, se_r, present & (d > 1), linear=linear)
         for m in METRICS:
             acc[m] += rest[m] * np.maximum(d - 1, 0)
         h = np.where(present, h_first, h)
         prev_w = np.where(present, w, prev_w)
         parts.append(acc)
     acc = _zeros(n)
-    _head(acc, prev_w, num_classes)
+    _head(acc, prev_w, num_classes, head_w, h)
     parts.append(acc)
 
     out = {f"stage_{m}": np.stack([p[m] for p in parts], axis=1) for m in METRICS}
@@ -205,6 +225,8 @@ def anynet_arrays(cfgs: list[AnyNetCfg]) -> dict[str, np.ndarray]:
         arr["bot_muls"][i, :k] = c.bot_muls
     arr["se_ratio"] = np.array([c.se_ratio for c in cfgs])
     arr["stem_width"] = np.array([c.stem_width for c in cfgs], dtype=np.int64)
+    arr["block"] = np.array([c.block for c in cfgs])
+    arr["head_width"] = np.array([c.head_width for c in cfgs], dtype=np.int64)
     return arr
 
 

@@ -122,6 +122,11 @@ def create(
     return net
 
 
+def timm_entrypoint_name(entry: ModelEntry) -> str:
+    """``regnet_zoo_<timm id>``, or ``regnet_zoo_<canonical name>`` for models timm lacks."""
+    return f"regnet_zoo_{entry.timm_name or entry.name}"
+
+
 def _timm_entrypoint(entry: ModelEntry):
     """A timm model function building registry model ``entry`` through ``create``."""
 
@@ -138,7 +143,7 @@ def _timm_entrypoint(entry: ModelEntry):
             overlay = {**{k: v for k, v in cfg.items() if v is not None}, **overlay}
         return create(entry.name, pretrained=pretrained, pretrained_cfg_overlay=overlay or None, **kw)
 
-    entrypoint.__name__ = entrypoint.__qualname__ = f"regnet_zoo_{entry.timm_name}"
+    entrypoint.__name__ = entrypoint.__qualname__ = timm_entrypoint_name(entry)
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f"{entry.display} from regnet_zoo ({entry.description})."
     return entrypoint
@@ -146,6 +151,8 @@ def _timm_entrypoint(entry: ModelEntry):
 
 def register_timm_models() -> list[str]:
     """Register ``regnet_zoo_<timm id>`` entrypoints with timm (idempotent); returns the registered names.
+
+    Models timm lacks (``timm_name`` None) register as ``regnet_zoo_<canonical name>``.
 
     timm reads ``org/name`` as a Hub id or path and ``name.tag`` as a weight tag, so a name like
     ``regnet_zoo/regnety_4.0gf`` cannot be a timm model name. Call this first (neither importing
@@ -156,7 +163,7 @@ def register_timm_models() -> list[str]:
 
     timm's ``device``, ``dtype``, ``pretrained_cfg_overlay`` and ``features_only`` are honoured.
     """
-    names = [f"regnet_zoo_{entry.timm_name}" for entry in MODELS.values()]
+    names = [timm_entrypoint_name(entry) for entry in MODELS.values()]
     for entry, fn_name in zip(MODELS.values(), names):
         if not timm.is_model(fn_name):
             setattr(sys.modules[__name__], fn_name, register_model(_timm_entrypoint(entry)))

@@ -7,6 +7,11 @@ torchvision's (``regnet_y_4gf``). Matching ignores case and treats ``-`` like ``
 Parameters are the paper code's (pycls ``configs/dds_baselines``). The ``_tv`` entries use
 torchvision's group rounding, which changes the widths of three models; torchvision's own names
 for those three resolve to the ``_tv`` entries because they denote torchvision's architecture.
+
+RegNetZ (``regnetz_500mf``, ``regnetz_4gf``; Dollár et al. 2021) are pycls' linear-block RegNets. timm's
+``regnetz_b16``/``regnetz_c16``/``regnetz_d32``/``regnetz_e8`` are another family (timm's ByobNet
+"RegNetZ"-inspired models); none of our names or aliases is one of theirs. ``timm_name`` is None where
+timm has no model of the same architecture.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class ModelEntry:
     name: str  # canonical, e.g. "regnety_4.0gf"
     cfg: RegNetCfg
     display: str  # "RegNetY-4.0GF"
-    timm_name: str  # "regnety_040"
+    timm_name: str | None  # "regnety_040"; None where timm has no twin of this architecture
     torchvision_name: str | None  # "regnet_y_8gf" where torchvision has the model
     paper: bool  # one of the 24 models of the paper
     description: str = ""
@@ -38,11 +43,11 @@ class ModelEntry:
     @property
     def aliases(self) -> tuple[str, ...]:
         """All names this entry answers to (canonical first)."""
-        fam, flops = self.display.split("-", 1)  # "RegNetY", "4.0GF"
+        fam, flops = self.display.split("-", 1)  # "RegNetY", "4.0GF" (or a size in params: "10B")
         mflops = _mflops(flops)
         suffix = "_tv" if self.cfg.rounding == "torchvision" else ""
         names = [self.name, self.display + suffix.upper().replace("_", "-"),
-                 f"{fam}-{mflops}{suffix}", self.timm_name, f"{fam}_{flops}".lower() + suffix]
+                 f"{fam}-{mflops}{suffix}" if mflops else None, self.timm_name, f"{fam}_{flops}".lower() + suffix]
         if flops.endswith(".0GF"):
             names.append(f"{fam}-{flops.replace('.0GF', 'GF')}{suffix}")
         if self.torchvision_name:
@@ -50,15 +55,17 @@ class ModelEntry:
         names.extend(self.extra_aliases)
         out: list[str] = []
         for n in names:
-            if n not in out:
+            if n and n not in out:
                 out.append(n)
         return tuple(out)
 
 
-def _mflops(flops: str) -> int:
-    """'4.0GF' -> 4000, '200MF' -> 200 (the paper's table style)."""
-    value, unit = float(flops[:-2]), flops[-2:].upper()
-    return int(round(value * (1000 if unit == "GF" else 1)))
+def _mflops(flops: str) -> int | None:
+    """'4.0GF' -> 4000, '200MF' -> 200 (the paper's table style); None for other sizes ('10B')."""
+    unit = flops[-2:].upper()
+    if unit not in ("GF", "MF"):
+        return None
+    return int(round(float(flops[:-2]) * (1000 if unit == "GF" else 1)))
 
 
 def normalize(name: str) -> str:
@@ -109,6 +116,26 @@ _EXTRA = [
 ]
 
 
+# RegNetZ (Dollár et al. 2021, "Fast and Accurate Model Scaling"): pycls' linear block with bot_mul 4,
+# SE 0.25, SiLU and a 1x1 head conv. pycls publishes the block and head (ResBottleneckLinearBlock, HEAD_W)
+# but no RegNetZ yaml; the generator parameters are the paper authors' ClassyVision presets
+# (classy_vision/models/regnet.py: regnet_z_500mf, regnet_z_4gf, "trained with a convolutional head").
+# Head width 1024: timm's regnetz_005 (num_features=1024) and the RegNetZ-4GF of Xiao et al. 2021
+# ("Early Convolutions Help Transformers See Better", Table 2: 4.0 GF, 28.1M params, 24.3M acts at its
+# 256 px training size; head 0 or 1536 would give 27.1M / 28.9M params). RegNetZ-4GF is 4 GF at 256 px.
+# (display, timm twin or None, depth, w0, wa, wm, group width, head width)
+_Z = [
+    ("RegNetZ-500MF", "regnetz_005", 21, 16, 10.7, 2.51, 4, 1024),
+    ("RegNetZ-4GF", None, 28, 48, 14.5, 2.226, 8, 1024),  # timm's regnetz_040(_h): other head (0 + SiLU / 1536)
+]
+# SEER's RegNetY-10B trunk (Goyal et al. 2022; weights are not hosted in timm's or our layout). Parameters:
+# facebookresearch/vissl configs/config/benchmark/fulltune/imagenet1k/models/regnet10B.yaml (REGNET: depth 27,
+# w_0 1744, w_a 620.83, w_m 2.52, group_width 1010; SE from regnet_fsdp.py's defaults use_se True, se_ratio 0.25);
+# its stage_checkpoints [[2], [7], [9, 17], [1]] and head dims [28280, 1000] are our stages' depths and last width.
+# timm and torchvision have no 10B RegNet.
+_SEER = [("RegNetY-10B", None, 27, 1744, 620.83, 2.52, 1010)]
+
+
 def _canonical(display: str) -> str:
     return display.lower().replace("-", "_")
 
@@ -122,9 +149,12 @@ def _torchvision_style(display: str) -> str:
 
 def _build() -> dict[str, ModelEntry]:
     entries: dict[str, ModelEntry] = {}
-    rows = [(r, 0.0, True) for r in _X] + [(r, 0.25, True) for r in _Y] + [(r, 0.25, False) for r in _EXTRA]
-    for (display, timm_name, tv, d, w0, wa, wm, g), se, paper in rows:
-        cfg = RegNetCfg(depth=d, w0=w0, wa=wa, wm=wm, group_width=g, se_ratio=se)
+    z = dict(bot_mul=4.0, block="z", activation="silu")
+    rows = ([(r, 0.0, True, {}) for r in _X] + [(r, 0.25, True, {}) for r in _Y]
+            + [(r, 0.25, False, {}) for r in _EXTRA] + [((d, t, None, *p), 0.25, False, {}) for d, t, *p in _SEER]
+            + [((d, t, None, *p), 0.25, False, {**z, "head_width": hw}) for d, t, *p, hw in _Z])
+    for (display, timm_name, tv, d, w0, wa, wm, g), se, paper, kw in rows:
+        cfg = RegNetCfg(depth=d, w0=w0, wa=wa, wm=wm, group_width=g, se_ratio=se, **kw)
         # torchvision-style name for models torchvision lacks (its own names come from the table)
         tv_style = () if tv or display in _TV else (_torchvision_style(display),)
         e = ModelEntry(_canonical(display), cfg, display, timm_name, tv, paper,

@@ -54,15 +54,18 @@ def zoo_model(name: str) -> Subject:
 
 
 def same_architecture(name: str, with_torchvision: bool = True) -> list[Subject]:
-    """Our model, timm's (our state dict loaded, strict) and torchvision's (own init) for a zoo ``name``.
+    """Our model, timm's (our state dict loaded, strict) and torchvision's (own init) for a zoo ``name``,
+    where those libraries have it.
 
     All share the zoo model's exact complexity count (same architecture).
     """
     zoo = zoo_model(name)
     entry = get_entry(name)
-    ref = timm.create_model(entry.timm_name, pretrained=False)
-    ref.load_state_dict(zoo.model.state_dict(), strict=True)
-    subjects = [zoo, Subject(f"{entry.name}/timm", entry.name, "timm", ref, 224, zoo.complexity)]
+    subjects = [zoo]
+    if entry.timm_name:  # timm has no twin of e.g. RegNetZ-4GF
+        ref = timm.create_model(entry.timm_name, pretrained=False)
+        ref.load_state_dict(zoo.model.state_dict(), strict=True)
+        subjects.append(Subject(f"{entry.name}/timm", entry.name, "timm", ref, 224, zoo.complexity))
     if with_torchvision and entry.torchvision_name:
         tv = getattr(torchvision.models, entry.torchvision_name)(weights=None)
         subjects.append(Subject(f"{entry.name}/torchvision", entry.name, "torchvision", tv, 224, zoo.complexity))

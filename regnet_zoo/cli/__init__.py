@@ -31,7 +31,8 @@ import sys
 
 from regnet_zoo import __version__
 
-GROUPS = ("models", "weights", "evaluate", "train", "sweep", "deploy")  # regnet_zoo/cli/<group>.py, in help order
+# regnet_zoo/cli/<group>.py, in help order
+GROUPS = ("models", "scale", "weights", "evaluate", "train", "sweep", "deploy")
 
 # top-level module -> the extra that installs it
 EXTRAS = {"lightning": "train", "jsonargparse": "train", "yaml": "train", "sklearn": "train",

@@ -4,6 +4,7 @@
 * ``plot_param_errors``: error vs each design parameter with the bootstrap band of the best value.
 * ``plot_best_widths``: the best models' per-block widths with their quantized-linear fits.
 * ``plot_scaling``: activations and params vs flops, log-log, with fitted power laws per family.
+* ``plot_strategies``: activations vs flops of one model scaled by each strategy (Dollár et al. 2021).
 * ``plot_analysis``: all figures of ``analysis.analyze_groups``' populations into one folder.
 
 Each function writes ``path`` and returns it; figures are closed after saving.
@@ -162,6 +163,24 @@ def plot_scaling(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike
         ax.set_ylabel(metric)
         ax.grid(alpha=0.4, which="both")
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_strategies(curves: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Activations vs flops (log-log) per scaling strategy, one line over the scale factors, labelled with
+    the fitted and the paper's exponents; ``curves`` is ``scaling.strategy_curves()``."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for i, (name, c) in enumerate(curves.items()):
+        f = np.array([m["flops"] for m in c["models"]], dtype=np.float64)
+        a = np.array([m["acts"] for m in c["models"]], dtype=np.float64)
+        ax.loglog(f / 1e9, a / 1e6, "o-", color=COLORS[i % 10], ms=3, lw=1,
+                  label=f"{name}: acts ~ flops^{c['acts_exponent']:.2f} (paper {c['expected_acts_exponent']:.2f})")
+    ax.set_xlabel("flops (B, multiply-adds)")
+    ax.set_ylabel("activations (M)")
+    ax.grid(alpha=0.4, which="both")
+    ax.legend(fontsize=6)
+    if title:
+        ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 

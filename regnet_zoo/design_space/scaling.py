@@ -1,5 +1,8 @@
 """Complexity scaling across model families: activations and parameters vs flops (paper Sec. 5).
 
+``strategy_curves`` does the same for one model scaled by each strategy of Dollár et al. 2021
+(``regnet_zoo.scaler``): the fitted activation exponent next to the strategy's e_d + e_w/2 + e_r.
+
 The paper observes that across the best RegNets activations grow like flops^0.5 (and params about
 linearly), while for EfficientNet B0-B7 activations grow about linearly with flops, which makes
 EfficientNet slow on GPUs. ``power_law`` fits y = c * x^k by least squares in log-log space.
@@ -17,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from regnet_zoo.config import ModelCfg
 from regnet_zoo.counting import model_complexity
 from regnet_zoo.registry import MODELS
+from regnet_zoo.scaler import DEFAULT_ALPHA, STRATEGIES, get_strategy, scale
 
 
 def power_law(x, y) -> tuple[float, float]:
@@ -56,4 +61,28 @@ def scaling_table(include_efficientnet: bool = True) -> dict[str, Any]:
         ka, ca = power_law(flops, [r["acts"] for r in rows])
         kp, cp = power_law(flops, [r["params"] for r in rows])
         out[fam] = {"models": rows, "acts_exponent": ka, "acts_coef": ca, "params_exponent": kp, "params_coef": cp}
+    return out
+
+
+def strategy_curves(
+    model: str | ModelCfg,
+    factors=(1, 2, 4, 8, 16),
+    strategies=STRATEGIES,
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    resolution: int = 224,
+    scale_groups: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Per strategy: the scaled models' complexity for each flops factor and the power laws fitted to
+    acts and params vs flops (``acts_exponent``), with the paper's ``expected_acts_exponent``."""
+    out = {}
+    for name in strategies:
+        rows = []
+        for f in factors:
+            sm = scale(model, f, name, alpha, resolution=resolution, scale_groups=scale_groups)
+            rows.append({"factor": float(f), "resolution": sm.resolution, **sm.complexity()})
+        flops = [r["flops"] for r in rows]
+        out[name] = {"models": rows, "expected_acts_exponent": get_strategy(name, alpha).acts_exponent,
+                     "acts_exponent": power_law(flops, [r["acts"] for r in rows])[0],
+                     "params_exponent": power_law(flops, [r["params"] for r in rows])[0]}
     return out

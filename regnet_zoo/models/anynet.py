@@ -1,6 +1,7 @@
 """The AnyNet/RegNet model with timm's model API.
 
-``AnyNet(cfg)`` builds any ``AnyNetCfg`` or ``RegNetCfg``. The API follows timm's models:
+``AnyNet(cfg)`` builds any ``AnyNetCfg`` or ``RegNetCfg`` (X/Y or Z blocks; the optional head conv is
+``final_conv``, as in timm's RegNet). The API follows timm's models:
 ``num_classes``, ``in_chans``, ``global_pool``, ``drop_rate``, ``drop_path_rate``, ``output_stride``,
 ``feature_info``, ``forward_features``, ``forward_head(pre_logits=...)``, ``forward_intermediates``,
 ``reset_classifier``, ``get_classifier``, ``set_grad_checkpointing``, ``group_matcher`` and
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ClassifierHead, calculate_drop_path_rates
+from timm.layers import ClassifierHead, ConvNormAct, calculate_drop_path_rates, get_act_layer
 from torch import nn
 
 from regnet_zoo.config import AnyNetCfg, ModelCfg
@@ -56,7 +57,7 @@ def pretrained_cfg_for_channels(cfg: dict[str, Any], in_chans: int) -> dict[str,
 
 
 class AnyNet(nn.Module):
-    """AnyNet (and RegNet) classifier: stem -> stages s1..sN -> pool -> linear.
+    """AnyNet (and RegNet) classifier: stem -> stages s1..sN -> [final_conv] -> pool -> linear.
 
     Args:
         cfg: architecture (``AnyNetCfg``, or ``RegNetCfg`` which is generated into one).
@@ -99,7 +100,10 @@ class AnyNet(nn.Module):
         self.pretrained_cfg = pretrained_cfg_for_channels(default_pretrained_cfg(num_classes=num_classes), in_chans)
 
         arch = self.arch
+        act_layer = get_act_layer(arch.activation)
         self.stem = Stem(in_chans, arch.stem_width)
+        if arch.activation != "relu":  # pycls' stem uses the model's activation too
+            self.stem.bn.act = act_layer(inplace=True)
         self.feature_info = [dict(num_chs=arch.stem_width, reduction=2, module="stem")]
         dprs = calculate_drop_path_rates(drop_path_rate, arch.depths, stagewise=True)
         prev_w, net_stride, dilation = arch.stem_width, 2, 1
@@ -114,12 +118,16 @@ class AnyNet(nn.Module):
             name = f"s{i + 1}"
             self.add_module(name, Stage(
                 s.depth, prev_w, s.width, stride, dilation, first_dilation, dpr,
-                bot_mul=s.bot_mul, group_width=s.group_width, se_ratio=arch.se_ratio))
+                bot_mul=s.bot_mul, group_width=s.group_width, se_ratio=arch.se_ratio, block=arch.block,
+                activation=arch.activation))
             self.stage_names.append(name)
             prev_w = s.width
             self.feature_info.append(dict(num_chs=prev_w, reduction=net_stride, module=name))
-        self.num_features = self.head_hidden_size = prev_w
-        self.head = ClassifierHead(prev_w, num_classes, pool_type=global_pool, drop_rate=drop_rate)
+        # pycls' head conv (HEAD_W): 1x1 conv + BN + act before the pool; timm's RegNet calls it final_conv
+        self.final_conv = (ConvNormAct(prev_w, arch.head_width, kernel_size=1, act_layer=act_layer)
+                           if arch.head_width else nn.Identity())
+        self.num_features = self.head_hidden_size = arch.head_width or prev_w
+        self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
         self.init_weights(zero_init_last)
 
     # ------------------------------------------------------------------ init
@@ -170,7 +178,7 @@ class AnyNet(nn.Module):
         for name, module in self.named_children():  # not getattr(self, name): keeps torch.jit.script working
             if name in self.stage_names:
                 x = module(x)
-        return x
+        return self.final_conv(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool (+ dropout) + classifier; ``pre_logits`` returns the pooled (N, num_features)."""
@@ -204,16 +212,24 @@ class AnyNet(nn.Module):
                 intermediates.append(x)
         if intermediates_only:
             return intermediates
+        if len(names) == len(self.stage_names):
+            x = self.final_conv(x)
         return x, intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """Drop the stages after the last taken index (and the head)."""
+        """Drop the stages after the last taken index (and the head; the head conv with the head, the
+        norm or any stage, as timm's RegNet)."""
         take, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
         for name in self.stage_names[max_index:]:
             setattr(self, name, nn.Identity())
-        if prune_head:
+        prune_end = isinstance(self.final_conv, ConvNormAct) and (
+            max_index < len(self.stage_names) or prune_norm or prune_head)
+        if prune_end:
+            self.final_conv = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
             self.reset_classifier(0, "")
         return take
 
@@ -222,7 +238,12 @@ class AnyNet(nn.Module):
         """Flops (multiply-adds), params, acts on a square input, summed module by module."""
         total = self.stem.complexity(resolution)
         for name in self.stage_names:
-            total = total + getattr(self, name).complexity(total.h)
+            stage = getattr(self, name)
+            if not isinstance(stage, nn.Identity):  # pruned by prune_intermediate_layers
+                total = total + stage.complexity(total.h)
+        if isinstance(self.final_conv, ConvNormAct):
+            conv = self.final_conv.conv
+            total = total + head_complexity(conv.in_channels, 0, conv.out_channels, total.h)
         fc = self.get_classifier()
         if isinstance(fc, nn.Linear):  # in_features differs from num_features for e.g. 'catavgmax' pooling
             total = total + head_complexity(fc.in_features, fc.out_features)

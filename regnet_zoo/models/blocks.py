@@ -1,4 +1,4 @@
-"""AnyNet building blocks: stem, residual bottleneck (X/Y) block, stage.
+"""AnyNet building blocks: stem, residual bottleneck (X/Y) and linear (Z) block, stage.
 
 Module and parameter names equal timm's RegNet (``stem.conv``, ``s1.b1.conv1.conv``,
 ``s1.b1.se.fc1``, ``s1.b1.downsample.conv``, ...), so timm state dicts load with ``strict=True``.
@@ -9,7 +9,7 @@ own complexity through the pure functions of ``regnet_zoo.counting``.
 from __future__ import annotations
 
 import torch
-from timm.layers import ConvNormAct, DropPath, SEModule
+from timm.layers import ConvNormAct, DropPath, SEModule, get_act_layer
 from timm.models import checkpoint_seq
 from torch import nn
 
@@ -39,9 +39,12 @@ class Stem(ConvNormAct):
 class Bottleneck(nn.Module):
     """Residual bottleneck block: 1x1 -> 3x3 group conv (stride) [-> SE] -> 1x1, plus shortcut.
 
-    BN follows each conv, ReLU the first two and the sum. SE (Y block) squeezes to
-    ``round(se_ratio * in_chs)`` channels. The shortcut is a 1x1 conv + BN when the shape
-    changes, else identity. (N, in_chs, H, W) -> (N, out_chs, H', W'), H' = (H - 1) // stride + 1.
+    BN follows each conv, the activation the first two (and SE's squeeze). SE (Y block) squeezes
+    to ``round(se_ratio * in_chs)`` channels. ``block="x"`` (RegNetX/Y): the shortcut is a 1x1 conv + BN
+    when the shape changes, else identity, and the activation follows the sum. ``block="z"``
+    (RegNetZ, pycls' ``ResBottleneckLinearBlock``): linear output (no activation), identity shortcut
+    when the shape is unchanged and no shortcut otherwise. (N, in_chs, H, W) -> (N, out_chs, H', W'),
+    H' = (H - 1) // stride + 1.
     """
 
     def __init__(
@@ -54,38 +57,46 @@ class Bottleneck(nn.Module):
         group_width: int = 1,
         se_ratio: float = 0.0,
         drop_path_rate: float = 0.0,
+        block: str = "x",
+        activation: str = "relu",
     ):
         super().__init__()
         self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
-        self.bot_mul, self.group_width, self.se_ratio = bot_mul, group_width, se_ratio
+        self.bot_mul, self.group_width, self.se_ratio, self.block = bot_mul, group_width, se_ratio, block
+        act_layer = get_act_layer(activation)
         w_b = int(round(out_chs * bot_mul))
         w_se = int(round(in_chs * se_ratio))
-        self.conv1 = ConvNormAct(in_chs, w_b, kernel_size=1)
+        self.conv1 = ConvNormAct(in_chs, w_b, kernel_size=1, act_layer=act_layer)
         self.conv2 = ConvNormAct(w_b, w_b, kernel_size=3, stride=stride, dilation=dilation[0],
-                                 groups=w_b // group_width)
-        self.se = SEModule(w_b, rd_channels=w_se) if w_se > 0 else nn.Identity()
+                                 groups=w_b // group_width, act_layer=act_layer)
+        self.se = SEModule(w_b, rd_channels=w_se, act_layer=act_layer) if w_se > 0 else nn.Identity()
         self.conv3 = ConvNormAct(w_b, out_chs, kernel_size=1, apply_act=False)
-        self.has_projection = bool(needs_projection(in_chs, out_chs, stride)) or dilation[0] != dilation[1]
+        shape_changes = bool(needs_projection(in_chs, out_chs, stride)) or dilation[0] != dilation[1]
+        self.has_projection = shape_changes and block == "x"
+        self.has_skip = not shape_changes or block == "x"
         if self.has_projection:
             self.downsample: nn.Module = ConvNormAct(in_chs, out_chs, kernel_size=1, stride=stride,
                                                      apply_act=False)
         else:
             self.downsample = nn.Identity()
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.act3 = nn.ReLU(inplace=True)
+        self.act3 = act_layer(inplace=True) if block == "x" else nn.Identity()
 
     def zero_init_last(self) -> None:
-        """Zero the last BN's gamma so the block starts as its shortcut."""
-        nn.init.zeros_(self.conv3.bn.weight)
+        """Zero the last BN's gamma so the block starts as its shortcut (blocks without one keep it)."""
+        if self.has_skip:
+            nn.init.zeros_(self.conv3.bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.downsample(x)
         x = self.conv3(self.se(self.conv2(self.conv1(x))))
-        return self.act3(self.drop_path(x) + shortcut)
+        if self.has_skip:
+            x = self.drop_path(x) + shortcut
+        return self.act3(x)
 
     def complexity(self, h: int) -> Complexity:
         return block_complexity(self.in_chs, self.out_chs, h, self.stride, self.bot_mul,
-                                self.group_width, self.se_ratio, self.has_projection)
+                                self.group_width, self.se_ratio, self.has_projection, self.block)
 
 
 class Stage(nn.Module):

@@ -49,14 +49,22 @@ def registry_entry_for(cfg: ModelCfg) -> ModelEntry | None:
 
 
 def timm_args_for(cfg: ModelCfg) -> tuple[str, dict[str, Any]] | None:
-    """(timm architecture, model_args) building ``cfg`` in timm, or None if timm cannot express it."""
+    """(timm architecture, model_args) building ``cfg`` in timm, or None if timm cannot express it.
+
+    timm's linear-output RegNet (RegNetZ) puts an activation before the pool where pycls' Z block
+    without head conv has none: such configs are not expressible.
+    """
     entry = registry_entry_for(cfg)
-    if entry is not None:
+    if entry is not None and entry.timm_name:
         return entry.timm_name, {}
-    if not isinstance(cfg, RegNetCfg) or cfg.q != 8:
+    if not isinstance(cfg, RegNetCfg) or cfg.q != 8 or (cfg.block == "z" and not cfg.head_width):
         return None
     args = {timm_key: getattr(cfg, ours) for timm_key, ours in TIMM_REGNET_ARGS.items()}
     args["group_min_ratio"] = 0.9 if cfg.rounding == "torchvision" else 0.0
+    if cfg.activation != "relu" or cfg.head_width:
+        args.update(act_layer=cfg.activation, num_features=cfg.head_width)
+    if cfg.block == "z":
+        args.update(linear_out=True, downsample="")  # "", not None: timm.create_model drops None arguments
     return ("regnety_002" if cfg.se_ratio else "regnetx_002"), args
 
 

@@ -9,8 +9,8 @@ import pytest
 from regnet_zoo.cli import main
 
 # the commands the README and docs/ document
-DOCUMENTED = {"list", "info", "download", "convert", "push", "eval", "fit", "validate", "test", "predict", "sweep",
-              "export", "benchmark"}
+DOCUMENTED = {"list", "info", "scale", "download", "convert", "push", "eval", "fit", "validate", "test", "predict",
+              "sweep", "export", "benchmark"}
 SWEEP = {"spaces", "sample", "train", "analyze", "fit", "scaling"}
 LIGHTNING = ("fit", "validate", "test", "predict")
 

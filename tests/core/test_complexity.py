@@ -39,7 +39,8 @@ def _traced(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[int, 
 
 
 @pytest.mark.parametrize("name,resolution", [("regnetx_200mf", 224), ("regnety_200mf", 224),
-                                             ("regnety_600mf", 193), ("regnetx_400mf_tv", 97)])
+                                             ("regnety_600mf", 193), ("regnetx_400mf_tv", 97),
+                                             ("regnetz_500mf", 224), ("regnetz_4gf", 131)])
 def test_flops_and_acts_against_traced_counter(name, resolution):
     """FlopCounterMode counts 2 FLOPs per multiply-add and no bias adds; pycls counts 1 and adds one per
     biased output. So traced == 2 * (ours - outputs of biased layers), exactly; acts == all outputs."""
@@ -62,7 +63,7 @@ def test_anynet_with_bottleneck_and_strides_against_traced_counter():
     assert model.complexity(45) == cx
 
 
-@pytest.mark.parametrize("name", ["regnetx_8.0gf", "regnety_4.0gf", "regnety_8.0gf_tv"])
+@pytest.mark.parametrize("name", ["regnetx_8.0gf", "regnety_4.0gf", "regnety_8.0gf_tv", "regnetz_4gf", "regnety_10b"])
 def test_module_complexity_equals_vectorised(name):
     with torch.device("meta"):
         model = AnyNet(MODELS[name].cfg)

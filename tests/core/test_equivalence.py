@@ -8,7 +8,9 @@ import torchvision
 from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import MODELS, get_entry
 
-PAPER_AND_TV = [n for n, e in MODELS.items() if e.paper or e.cfg.rounding == "torchvision"]
+# the paper's models, torchvision's roundings and the RegNetZ that timm has (regnetz_005)
+PAPER_AND_TV = [n for n, e in MODELS.items() if e.paper or e.cfg.rounding == "torchvision"
+                or (e.cfg.block == "z" and e.timm_name)]
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
@@ -54,3 +56,19 @@ def test_torchvision_models_convert_exactly(tv_name):
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
 
+
+
+def test_regnetz_head_conv_width_equals_timm_regnetz_040_h():
+    """Our RegNetZ-4GF with timm's 1536-wide head conv is timm's regnetz_040_h (its other head choice)."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    ref = timm.create_model("regnetz_040_h", pretrained=False).eval()
+    _randomize_bn(ref, 3)
+    ours = AnyNet(replace(MODELS["regnetz_4gf"].cfg, head_width=1536)).eval()
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+        assert torch.equal(ours.forward_features(x), ref.forward_features(x))

@@ -7,7 +7,7 @@ from timm.models.regnet import model_cfgs as timm_cfgs
 from regnet_zoo.registry import MODELS, UnknownModelError, get_entry, list_models, split_name_tag
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [n for n, e in MODELS.items() if e.timm_name])
 def test_parameters_equal_timm_table(name):
     e = MODELS[name]
     t = timm_cfgs[e.timm_name]
@@ -15,6 +15,24 @@ def test_parameters_equal_timm_table(name):
     assert (c.depth, c.w0, c.wa, c.wm, c.group_width, c.se_ratio) == (t.depth, t.w0, t.wa, t.wm, t.group_size,
                                                                        t.se_ratio)
     assert (c.rounding == "torchvision") == bool(t.group_min_ratio)
+    assert (c.bot_mul, c.activation, c.head_width) == (t.bottle_ratio, t.act_layer, t.num_features)
+    assert (c.block == "z") == t.linear_out == (t.downsample is None)
+
+
+def test_models_without_timm_twin_are_not_timm_models():
+    import timm
+
+    timm_names = set(timm.list_models())
+    lonely = [e for e in MODELS.values() if e.timm_name is None]
+    assert {e.name for e in lonely} == {"regnetz_4gf", "regnety_10b"}
+    for e in lonely:
+        assert not {a.lower() for a in e.aliases} & timm_names, e.name
+    # timm's ByobNet "regnetz" family is another architecture: none of its names resolves here
+    byob = [n for n in timm_names if n.startswith("regnetz_") and n not in timm_cfgs]
+    assert {"regnetz_b16", "regnetz_c16", "regnetz_d32", "regnetz_e8"} <= set(byob)
+    for n in byob:
+        with pytest.raises(UnknownModelError):
+            get_entry(n)
 
 
 def test_torchvision_names_exist_in_torchvision():

@@ -79,3 +79,21 @@ def test_regnet_family_rows():
     with pytest.raises(ValueError, match="'x' or 'y'"):
         regnet_family("z")
     assert efficientnet_family([0])[0]["name"] == "EfficientNet-B0"
+
+
+def test_strategy_curves_and_their_plot(tmp_path):
+    """Activations vs flops of RegNetZ-500MF scaled by three strategies (Dollár et al. 2021, Fig. 1 style)."""
+    from regnet_zoo.design_space.plots import plot_strategies
+    from regnet_zoo.design_space.scaling import strategy_curves
+
+    curves = strategy_curves("regnetz_500mf", (1, 2, 4, 8, 16), ("w", "dW", "d"))
+    assert list(curves) == ["w", "dW", "d"]
+    assert curves["w"]["models"][0] == {"factor": 1.0, "resolution": 224,
+                                        **model_complexity(MODELS["regnetz_500mf"].cfg)}
+    ks = [curves[s]["acts_exponent"] for s in ("w", "dW", "d")]
+    assert ks == sorted(ks)
+    for c in curves.values():
+        assert c["expected_acts_exponent"] - 0.12 < c["acts_exponent"] < c["expected_acts_exponent"] + 0.01
+    path = plot_strategies(curves, tmp_path / "strategies.svg", title="RegNetZ-500MF")
+    svg = path.read_text()
+    assert path.suffix == ".svg" and "paper 0.60" in svg and list(tmp_path.iterdir()) == [path]
