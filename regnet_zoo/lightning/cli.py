@@ -1,7 +1,8 @@
 """``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
 
 On top of LightningCLI it: adds a ``checkpoint`` section (a ``ModelCheckpoint`` keeping ``best.ckpt``
-by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``); resolves ``--ckpt_path last``
+by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``, ``last.ckpt`` after every
+validation whether or not the metric improved, see ``last_checkpoint_callback``); resolves ``--ckpt_path last``
 to that folder's last checkpoint (``fit`` starts a new run when there is none yet, the other commands
 stop with an error) and loads no pretrained weights when a checkpoint is loaded; refuses a new ``fit``
 into a checkpoint folder holding an earlier run's checkpoints unless ``--overwrite true`` (which deletes
@@ -49,6 +50,24 @@ def find_last_checkpoint(folder: str) -> str | None:
     last = [os.path.join(folder, name) for name in checkpoint_files(folder)
             if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
     return max(last, key=os.path.getmtime) if last else None
+
+
+def last_checkpoint_callback(dirpath: str | None, every_n_train_steps: int | None = None,
+                             train_time_interval: Any = None, every_n_epochs: int | None = None,
+                             save_on_train_epoch_end: bool | None = None) -> ModelCheckpoint:
+    """A ``ModelCheckpoint`` that overwrites ``dirpath/last.ckpt`` at every save point (by default every epoch).
+
+    Since Lightning 2.6 ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where it
+    also saved a top-k checkpoint: with ``monitor="val/acc1", save_top_k=1`` only when the accuracy
+    improved, so a run killed after a non-improving epoch would resume from an older epoch, and at the end
+    of ``fit`` its ``on_train_end`` writes one more ``last.ckpt`` whose ``epoch`` is the number of finished
+    epochs rather than the index of the last one. This callback saves unconditionally (``monitor=None``,
+    one file, no version counter) at the cadence given (the ``checkpoint`` section's).
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+                           save_top_k=1, enable_version_counter=False, every_n_train_steps=every_n_train_steps,
+                           train_time_interval=train_time_interval, every_n_epochs=every_n_epochs,
+                           save_on_train_epoch_end=save_on_train_epoch_end)
 
 
 class RegNetCLI(LightningCLI):
@@ -136,6 +155,14 @@ class RegNetCLI(LightningCLI):
             callbacks.append(RunReport(print_on_fit_end=False))  # printed in after_fit, below the progress bar
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in callbacks):
             callbacks.append(PredictionWriter(os.path.join(root, "predictions")))
+        ckpt = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
+        if ckpt.save_last is True and ckpt.monitor is not None:
+            # after the section's callback, so that last.ckpt holds its updated best score and path
+            best = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+            best.save_last = False
+            callbacks.append(last_checkpoint_callback(ckpt.dirpath, ckpt.every_n_train_steps,
+                                                      ckpt.train_time_interval, ckpt.every_n_epochs,
+                                                      ckpt.save_on_train_epoch_end))
         trainer = super()._instantiate_trainer(config, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -149,7 +176,8 @@ class RegNetCLI(LightningCLI):
         if not (cfg.export_dir or cfg.push_to_hub) or not self.trainer.is_global_zero:
             return
         ckpt = self.trainer.checkpoint_callback
-        path = (ckpt.best_model_path or ckpt.last_model_path) if ckpt is not None else None
+        saved = [c.best_model_path or c.last_model_path for c in self.trainer.checkpoint_callbacks]
+        path = next((p for p in saved if p), None)  # the section's best, else last.ckpt
         module = self.model
         if path:  # the best epoch's weights; they come from the checkpoint, so no pretrained download
             module = RegNetClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False)
