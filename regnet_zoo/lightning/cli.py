@@ -8,7 +8,8 @@ stop with an error) and loads no pretrained weights when a checkpoint is loaded;
 into a checkpoint folder holding an earlier run's checkpoints unless ``--overwrite true`` (which deletes
 them) or ``--ckpt_path last`` (which resumes the run); links the data's ``num_classes`` and
 ``in_chans`` to the model; writes checkpoints atomically (``AtomicCheckpointIO``); logs to CSV under
-``<default_root_dir>/logs`` unless a logger is configured; prints a report after ``fit``; writes
+``<default_root_dir>/logs`` unless a logger is configured; makes ``--trainer.sync_batchnorm true`` keep
+the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); prints a report after ``fit``; writes
 ``predict`` output as CSV; and can export the best weights in ``save_pretrained`` format
 (``--export_dir``) and push them (``--push_to_hub``).
 """
@@ -26,6 +27,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.layer_sync import LayerSync
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
@@ -34,6 +36,7 @@ from regnet_zoo.lightning.data import ClassificationDataModule
 from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
 from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.module import RegNetClassifier
+from regnet_zoo.lightning.sync_batchnorm import TimmSyncBatchNorm
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CHECKPOINT_NAMES = ("best", "hpc")  # other ckpt_path words Lightning resolves itself
@@ -151,6 +154,11 @@ class RegNetCLI(LightningCLI):
         root = config.get("default_root_dir") or "."
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(save_dir=root, name="logs")
+        if config.get("sync_batchnorm"):  # Lightning's own conversion would drop BatchNormAct2d's ReLU
+            plugins = config.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            if not any(isinstance(p, LayerSync) for p in plugins):
+                config["plugins"] = [*plugins, TimmSyncBatchNorm()]
         if self.subcommand == "fit":
             callbacks.append(RunReport(print_on_fit_end=False))  # printed in after_fit, below the progress bar
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in callbacks):

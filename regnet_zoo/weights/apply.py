@@ -1,7 +1,7 @@
 """Read weight files and load state dicts into models, adapting them as timm does.
 
 * ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
-  ``.pt``, ``.bin``) only with ``torch.load(weights_only=True)``.
+  ``.pt``, ``.bin``, ``.ckpt``, VISSL's ``.torch``) only with ``torch.load(weights_only=True)``.
 * ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
   drops a classifier whose class count differs (the model keeps its fresh head, also when the
   weights have none), and otherwise
@@ -27,7 +27,7 @@ _log = logging.getLogger(__name__)
 
 FIRST_CONV = "stem.conv.weight"
 CLASSIFIER = ("head.fc.weight", "head.fc.bias")
-PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
+PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt", ".torch")  # .torch: VISSL checkpoints
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 

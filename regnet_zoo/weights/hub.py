@@ -154,7 +154,8 @@ def fetch_pretrained(entry: ModelEntry, tag: str | None, cache_dir: str | os.Pat
     """Weights of a registry model: ``tag`` from the manifest (None = default), from the Hub.
 
     The pseudo-tags ``"pycls"`` and ``"torchvision"`` fetch the original file from the paper's /
-    torchvision's own URL instead and convert it (see ``weights.origin``).
+    torchvision's own URL instead and convert it (see ``weights.origin``), as do tags without a Hub
+    copy (torchvision's V1 weights, ``tv_in1k``).
     """
     from regnet_zoo.weights.origin import ORIGIN_TAGS, fetch_origin
 
@@ -162,11 +163,17 @@ def fetch_pretrained(entry: ModelEntry, tag: str | None, cache_dir: str | os.Pat
     if tag in ORIGIN_TAGS:
         return fetch_origin(manifest.get(entry.name, ORIGIN_TAGS[tag]), cache_dir=cache_dir)
     w = manifest.get(entry.name, tag)
+    if w.hub is None:
+        return fetch_origin(w, cache_dir=cache_dir)
     return Pretrained(load_hub_weights(w, cache_dir), f"hf-hub:{w.hub.repo_id} ({w.name})", w.pretrained_cfg())
 
 
 def download_weights(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> str:
-    """Local path of a manifest entry's verified Hub file."""
+    """Local path of a manifest entry's verified Hub file (its original file when it has no Hub copy)."""
+    if w.hub is None:
+        from regnet_zoo.weights.origin import download_origin
+
+        return download_origin(w, cache_dir)
     entries = load_manifest().for_model(w.model)
     return hub_download(w.hub.repo_id, w.hub.filename, revision=w.hub.revision, cache_dir=cache_dir,
                         sha256=w.hub.sha256, what=f"{w.name} (hf-hub:{w.hub.repo_id}/{w.hub.filename})",
