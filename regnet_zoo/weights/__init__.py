@@ -3,8 +3,9 @@
 Names load on first use (``regnet_zoo.weights.manifest`` imports no torch, so ``regnet-zoo list
 --pretrained`` stays fast). Modules: ``apply`` (read / load state dicts), ``resolve``
 (``pretrained=`` argument), ``manifest``, ``hub`` (huggingface_hub), ``origin`` (original URLs),
-``convert`` (pycls / torchvision / transformers / timm), ``publish`` (``save_pretrained`` /
-``from_pretrained`` / ``push_to_hub``), ``hf_config`` (config.json), ``files``, ``errors``.
+``convert`` (pycls / torchvision / transformers / timm / VISSL; export to torchvision / transformers),
+``publish`` (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``), ``hf_config`` (config.json),
+``files``, ``errors``.
 """
 
 from __future__ import annotations

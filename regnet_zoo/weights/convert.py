@@ -277,6 +277,7 @@ def _invert(table: Mapping[str, str]) -> dict[str, str]:
 
 
 _TV_OUT, _HF_X_OUT, _HF_Y_OUT = _invert(_TV_BLOCK), _invert(_HF_X), _invert(_HF_Y)
+_ACTIVATION_MODULES = ("torch.nn.modules.activation", "timm.layers.activations")  # where activation classes live
 _TV_TOP = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.fc": "fc"}
 _HF_TOP = {"stem.conv": "regnet.embedder.embedder.convolution", "stem.bn": "regnet.embedder.embedder.normalization",
            "head.fc": "classifier.1"}
@@ -343,7 +344,7 @@ def _model_for(model_or_state_dict: nn.Module | Mapping[str, Any]) -> tuple[nn.M
 def _check_plain_regnet(model: AnyNet, layout: str) -> AnyNetCfg:
     """The model's AnyNetCfg if ``layout``'s RegNet can compute it (X/Y blocks, ReLU, avg pool, stride 32)."""
     arch = model.arch
-    where = f"{layout}'s RegNet"
+    where = {"torchvision": "torchvision's RegNet", "transformers": "transformers' RegNet"}[layout]
     blocks = [b for s in model.stage_names for b in getattr(model, s).children()]
     rules = [
         (type(arch) is AnyNetCfg and type(model.stem) is Stem and all(type(b) is Bottleneck for b in blocks),
@@ -352,8 +353,8 @@ def _check_plain_regnet(model: AnyNet, layout: str) -> AnyNetCfg:
         (all(s.stride == 2 for s in arch.stages), f"{where} strides by 2 in every stage"),
         (model.output_stride in (None, 32), f"{where} has no dilation (output_stride 32)"),
         (model.head.global_pool.pool_type == "avg", f"{where} pools by global average"),
-        (all(type(m) in (nn.ReLU, nn.Sigmoid) for m in model.modules() if type(m).__module__ == nn.ReLU.__module__),
-         f"{where} uses ReLU (and the sigmoid gate of SE)"),
+        (all(type(m).__name__ in ("ReLU", "Sigmoid") for m in model.modules()
+             if type(m).__module__.startswith(_ACTIVATION_MODULES)), f"{where} uses ReLU (and the sigmoid gate of SE)"),
     ]
     broken = [rule for ok, rule in rules if not ok]
     if broken:

@@ -14,7 +14,12 @@ from timm.layers import BatchNormAct2d
 
 import regnet_zoo
 from regnet_zoo.lightning import RegNetClassifier, TimmSyncBatchNorm
-from regnet_zoo.lightning.sync_batchnorm import AllReduceBatchNormAct, torch_converted_norm_act
+from regnet_zoo.lightning.sync_batchnorm import (
+    AllReduceBatchNormAct,
+    convert_sync_batchnorm,
+    revert_sync_batchnorm,
+    torch_converted_norm_act,
+)
 
 X = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -64,3 +69,21 @@ def test_plugin_keeps_the_function_and_reverts_to_the_same_tensors():
     assert all(p is params[n] for n, p in back.named_parameters())
     with torch.no_grad():
         torch.testing.assert_close(back(X), expected_eval, rtol=0, atol=0)
+
+
+def test_native_conversion_for_gpus_is_timms_and_reverts_too():
+    """With NCCL the layers are timm's SyncBatchNormAct (torch's kernels); eval mode runs anywhere."""
+    from timm.layers import SyncBatchNormAct
+
+    model = _model()
+    with torch.no_grad():
+        expected = model(X)
+    native = convert_sync_batchnorm(copy.deepcopy(model), native=True)
+    assert {type(m) for m in native.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {
+        SyncBatchNormAct}
+    with torch.no_grad():
+        torch.testing.assert_close(native(X), expected, rtol=0, atol=0)
+        back = revert_sync_batchnorm(native)
+        torch.testing.assert_close(back(X), expected, rtol=0, atol=0)
+    assert {type(m) for m in back.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {
+        BatchNormAct2d}

@@ -273,6 +273,11 @@ def test_torchvision_v1_tag_has_no_hub_copy_and_loads_torchvisions_file(hub, ran
     assert (cfg["tag"], cfg["license"], cfg["crop_pct"], cfg["interpolation"]) == ("tv_in1k", "bsd-3-clause", 0.875,
                                                                                  "bilinear")
     assert "hf_hub_id" not in cfg and [r[1] for r in hub.requests] == [f"/static/tv/regnet_y_400mf-{prefix}.pth"]
+    from regnet_zoo.weights.hub import download_weights
+    from regnet_zoo.weights.manifest import load_manifest
+
+    path = download_weights(load_manifest().get("regnety_400mf", "tv_in1k"))  # regnet-zoo download NAME.tv_in1k
+    assert path.endswith(f"regnet_y_400mf-{prefix}.pth") and len(hub.requests) == 1  # the cached original
 
 
 def test_pickle_that_is_not_plain_tensors_is_refused_without_unsafe_advice(tmp_path):

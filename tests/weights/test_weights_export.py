@@ -139,9 +139,12 @@ def test_what_the_targets_cannot_build_is_a_clear_error(tmp_path):
         (regnet_zoo.create({"type": "regnet", "depth": 4, "w0": 8, "wa": 8.0, "wm": 2.0, "group_width": 8,
                             "se_ratio": 0.5}), "se_ratio 0.25"),
     ]
-    silu = regnet_zoo.create("regnety_200mf")
-    silu.s1.b1.act3 = torch.nn.SiLU()  # e.g. RegNetZ's activation
-    cases.append((silu, "uses ReLU"))
+    from timm.layers.activations import Swish
+
+    for act in (torch.nn.SiLU(), Swish()):  # RegNetZ's activation, torch's or timm's
+        silu = regnet_zoo.create("regnety_200mf")
+        silu.s1.b1.act3 = act
+        cases.append((silu, "uses ReLU"))
     for model, rule in cases:
         for to in ("torchvision", "transformers"):
             if rule == "se_ratio 0.25" and to == "torchvision":

@@ -218,6 +218,8 @@ def test_preprocessing_becomes_timms_pretrained_cfg():
     (lambda d: d["weights"].append(copy.deepcopy(d["weights"][0])), "duplicate (model, tag)"),
     (lambda d: d["weights"][0].update(paper="nobody"), "unknown paper 'nobody'"),
     (lambda d: d["papers"]["regnet"].update(ids="2003.13678"), "papers/regnet/ids: '2003.13678' does not match"),
+    (lambda d: [d["weights"][0].pop(k) for k in ("hub", "origin")],  # neither: nothing to download
+     "is not valid under any of the given schemas"),
 ])
 def test_invalid_manifest_is_reported_precisely(doc, edit, message):
     bad = copy.deepcopy(doc)
