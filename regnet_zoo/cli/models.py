@@ -53,13 +53,14 @@ def _list_pretrained(names: list[str], as_json: bool) -> int:
         return "-" if v is None else f"{v:.2f}"
 
     head = (f"{'weights':<34} {'source':<12} {'license':<16} {'top1':>6} {'top5':>6} {'size':>4} {'crop':>6} "
-            f"{'interp':<8} hub repo")
+            f"{'interp':<8} hub repo (or original URL)")
     print(head + "\n" + "-" * len(head))
     for r in rows:
         name = r["name"] + (" *" if r["default"] else "")
         lic = r["license"] + (" (NC)" if r["non_commercial"] else "")
         print(f"{name:<34} {r['source']:<12} {lic:<16} {acc(r['top1']):>6} {acc(r['top5']):>6} "
-              f"{r['input_size']:>4} {r['crop_pct']:>6.3f} {r['interpolation']:<8} {r['hub_repo']}")
+              f"{r['input_size']:>4} {r['crop_pct']:>6.3f} {r['interpolation']:<8} "
+              f"{r['hub_repo'] or 'origin: ' + r['origin_url']}")
     print("* = default tag (pretrained=True); NC = non-commercial licence; top-1/5 as reported by the source")
     return 0
 

@@ -5,6 +5,7 @@
     regnet-zoo download regnetx_200mf --from-origin                # the paper's own .pyth
     regnet-zoo convert --from pycls RegNetX-200MF_dds_8gpu.pyth x200.safetensors
     regnet-zoo convert --from torchvision regnet_x_800mf.pth out_dir/ --model regnetx_800mf
+    regnet-zoo convert x200.safetensors hf_x200/ --to transformers      # RegNetForImageClassification
     regnet-zoo push regnety_4.0gf.pycls_in1k my-org/regnety-4gf --metrics top1=79.36 top5=94.66
     regnet-zoo push runs/best/ my-org/my-regnet
 """
@@ -38,13 +39,17 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_download)
 
     p = subparsers.add_parser(
-        "convert", help="convert pycls/torchvision/transformers/timm weights",
-        description="Convert RegNet weights of pycls (the paper's .pyth; BGR -> RGB), torchvision, transformers "
-                    "or timm to regnet-zoo's layout (= timm's). Pickles are read with torch.load(weights_only=True).")
-    p.add_argument("input", help="weights file (.pyth, .pth, .bin, .ckpt, .safetensors)")
-    p.add_argument("output", help="a .safetensors file, or a folder (written like save_pretrained)")
+        "convert", help="convert weights between pycls/torchvision/transformers/timm/VISSL layouts",
+        description="Convert RegNet weights of pycls (the paper's .pyth; BGR -> RGB), torchvision, transformers, "
+                    "timm or VISSL (SEER) to regnet-zoo's layout (= timm's), or with --to from any of them to "
+                    "torchvision's or transformers' layout. Pickles are read with torch.load(weights_only=True).")
+    p.add_argument("input", help="weights file (.pyth, .pth, .bin, .ckpt, .torch, .safetensors)")
+    p.add_argument("output", help="a .safetensors file, or a folder (written like save_pretrained); with --to "
+                                  "torchvision a .safetensors/.pth file, with --to transformers a folder")
     p.add_argument("--from", dest="fmt", type=_weights_format, default="auto",
-                   help="layout of INPUT: pycls, torchvision, transformers or timm (default: detected)")
+                   help="layout of INPUT: pycls, torchvision, transformers, timm or vissl (default: detected)")
+    p.add_argument("--to", default=None, choices=("torchvision", "transformers"),
+                   help="write OUTPUT in this library's layout instead of ours (loads there with strict=True)")
     p.add_argument("--model", default=None,
                    help="registry model the weights are for (default: the one whose shapes match)")
     p.add_argument("--license", default=None,
@@ -105,9 +110,9 @@ def run_download(a: argparse.Namespace) -> int:
     from regnet_zoo.weights.endpoint import split_revision
     from regnet_zoo.weights.files import file_sha256
     from regnet_zoo.weights.hf_config import CONFIG_NAME, WEIGHTS_NAME
-    from regnet_zoo.weights.hub import download_weights, hub_download
+    from regnet_zoo.weights.hub import hub_download
     from regnet_zoo.weights.manifest import load_manifest
-    from regnet_zoo.weights.origin import download_origin
+    from regnet_zoo.weights.resolve import download_file
 
     rows: list[dict[str, Any]] = []
     try:
@@ -122,7 +127,7 @@ def run_download(a: argparse.Namespace) -> int:
             entry, tag = split_name_tag(name)
             todo = manifest.for_model(entry.name) if a.all_tags else [manifest.get(entry.name, tag)]
             for w in todo:
-                path = download_origin(w, a.cache_dir) if a.from_origin else download_weights(w, a.cache_dir)
+                path = download_file(w, a.cache_dir, from_origin=a.from_origin)
                 rows.append({"name": w.name, "path": path})
     except (WeightsError, UnknownModelError) as e:
         return _fail("download", e)
@@ -144,7 +149,7 @@ def run_convert(a: argparse.Namespace) -> int:
     from regnet_zoo.fileio import atomic_write
     from regnet_zoo.sources import identify_model, model_with_weights
     from regnet_zoo.weights.apply import Pretrained, read_state_dict
-    from regnet_zoo.weights.convert import convert_state_dict, detect_format
+    from regnet_zoo.weights.convert import convert_state_dict, detect_format, export_layout
     from regnet_zoo.weights.publish import save_pretrained
     from regnet_zoo.weights.resolve import origin_file_cfg
 
@@ -153,22 +158,25 @@ def run_convert(a: argparse.Namespace) -> int:
         fmt = detect_format(obj) if a.fmt == "auto" else a.fmt
         sd = convert_state_dict(obj, fmt)
         name = identify_model(sd, a.model)
-        to_folder = not a.output.endswith(".safetensors")
-        if name is None and to_folder:
-            raise WeightsError("the weights match no registry model, so no folder (config.json) can be written; "
-                               "write a .safetensors file or pass --model")
+        to_folder = a.to == "transformers" or (a.to is None and not a.output.endswith(".safetensors"))
+        if name is None and (to_folder or a.to):
+            raise WeightsError("the weights match no registry model, so no model can be built to check them (and "
+                               "no config.json written); pass --model, or write a .safetensors file in our layout")
         cfg, note = origin_file_cfg(a.input, fmt)
         net = model_with_weights(name, Pretrained(sd, f"{a.input} ({fmt}){note}", cfg)) if name else None
-        if to_folder:
+        if a.to:
+            loader = f" (load with {export_layout(net, a.to, a.output).loader})"
+        elif to_folder:
             save_pretrained(net, a.output, license=a.license)
         else:
             Path(a.output).parent.mkdir(parents=True, exist_ok=True)
             tensors = {k: v.contiguous() for k, v in (net.state_dict() if net else sd).items()}
             atomic_write(a.output, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    except (WeightsError, UnknownModelError, ValueError) as e:
+    except (WeightsError, UnknownModelError, ValueError) as e:  # ExportError is a WeightsError
         return _fail("convert", e)
     checked = f"checked against {name}" if name else "no registry model matches: NOT checked"
-    print(f"{a.input} ({fmt}{', BGR->RGB' if fmt == 'pycls' else ''}) -> {a.output} ({len(sd)} tensors; {checked})")
+    print(f"{a.input} ({fmt}{', BGR->RGB' if fmt == 'pycls' else ''}) -> {a.output} ({a.to or 'regnet-zoo'} "
+          f"layout, {len(sd)} tensors; {checked}){loader if a.to else ''}")
     return 0
 
 

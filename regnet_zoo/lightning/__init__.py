@@ -14,7 +14,8 @@ from regnet_zoo.lightning.data import (
 from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
 from regnet_zoo.lightning.module import RegNetClassifier
 from regnet_zoo.lightning.schedule import LrSchedule, global_batch_size, scaled_lr
+from regnet_zoo.lightning.sync_batchnorm import TimmSyncBatchNorm
 
 __all__ = ["ClassificationDataModule", "DataError", "DigitsDataModule", "FinetuneDataModule",
            "ImageFolderDataModule", "LrSchedule", "NonFiniteLossError", "RegNetClassifier", "RunFolderError",
-           "global_batch_size", "scaled_lr"]
+           "TimmSyncBatchNorm", "global_batch_size", "scaled_lr"]

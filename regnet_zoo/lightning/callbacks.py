@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -145,7 +145,11 @@ class RunReport(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        ckpt = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+        checkpoints = trainer.checkpoint_callbacks
+        ckpt = checkpoints[0] if checkpoints else None
+        # the newest full-state file: a save_last copy, or what a monitor=None callback saves every time
+        last = next((p for cb in checkpoints for p in (cb.last_model_path, cb.best_model_path if cb.monitor is None
+                                                       else None) if _existing(p)), None)
 
         def value(key: str) -> float | None:
             v = metrics.get(key)
@@ -159,7 +163,7 @@ class RunReport(Callback):
             "seconds": time.perf_counter() - self._t0, "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "best_checkpoint": _existing(ckpt.best_model_path) if ckpt is not None else None,
-            "last_checkpoint": _existing(ckpt.last_model_path) if ckpt is not None else None,
+            "last_checkpoint": last,
         }
         if self.print_on_fit_end:
             self.print_report()

@@ -1,13 +1,15 @@
 """``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
 
 On top of LightningCLI it: adds a ``checkpoint`` section (a ``ModelCheckpoint`` keeping ``best.ckpt``
-by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``); resolves ``--ckpt_path last``
+by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``, ``last.ckpt`` after every
+validation whether or not the metric improved, see ``last_checkpoint_callback``); resolves ``--ckpt_path last``
 to that folder's last checkpoint (``fit`` starts a new run when there is none yet, the other commands
 stop with an error) and loads no pretrained weights when a checkpoint is loaded; refuses a new ``fit``
 into a checkpoint folder holding an earlier run's checkpoints unless ``--overwrite true`` (which deletes
 them) or ``--ckpt_path last`` (which resumes the run); links the data's ``num_classes`` and
 ``in_chans`` to the model; writes checkpoints atomically (``AtomicCheckpointIO``); logs to CSV under
-``<default_root_dir>/logs`` unless a logger is configured; prints a report after ``fit``; writes
+``<default_root_dir>/logs`` unless a logger is configured; makes ``--trainer.sync_batchnorm true`` keep
+the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); prints a report after ``fit``; writes
 ``predict`` output as CSV; and can export the best weights in ``save_pretrained`` format
 (``--export_dir``) and push them (``--push_to_hub``).
 """
@@ -25,6 +27,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.layer_sync import LayerSync
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
@@ -33,6 +36,7 @@ from regnet_zoo.lightning.data import ClassificationDataModule
 from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
 from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.module import RegNetClassifier
+from regnet_zoo.lightning.sync_batchnorm import TimmSyncBatchNorm
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CHECKPOINT_NAMES = ("best", "hpc")  # other ckpt_path words Lightning resolves itself
@@ -49,6 +53,24 @@ def find_last_checkpoint(folder: str) -> str | None:
     last = [os.path.join(folder, name) for name in checkpoint_files(folder)
             if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
     return max(last, key=os.path.getmtime) if last else None
+
+
+def last_checkpoint_callback(dirpath: str | None, every_n_train_steps: int | None = None,
+                             train_time_interval: Any = None, every_n_epochs: int | None = None,
+                             save_on_train_epoch_end: bool | None = None) -> ModelCheckpoint:
+    """A ``ModelCheckpoint`` that overwrites ``dirpath/last.ckpt`` at every save point (by default every epoch).
+
+    Since Lightning 2.6 ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where it
+    also saved a top-k checkpoint: with ``monitor="val/acc1", save_top_k=1`` only when the accuracy
+    improved, so a run killed after a non-improving epoch would resume from an older epoch, and at the end
+    of ``fit`` its ``on_train_end`` writes one more ``last.ckpt`` whose ``epoch`` is the number of finished
+    epochs rather than the index of the last one. This callback saves unconditionally (``monitor=None``,
+    one file, no version counter) at the cadence given (the ``checkpoint`` section's).
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+                           save_top_k=1, enable_version_counter=False, every_n_train_steps=every_n_train_steps,
+                           train_time_interval=train_time_interval, every_n_epochs=every_n_epochs,
+                           save_on_train_epoch_end=save_on_train_epoch_end)
 
 
 class RegNetCLI(LightningCLI):
@@ -132,10 +154,23 @@ class RegNetCLI(LightningCLI):
         root = config.get("default_root_dir") or "."
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(save_dir=root, name="logs")
+        if config.get("sync_batchnorm"):  # Lightning's own conversion would drop BatchNormAct2d's ReLU
+            plugins = config.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            if not any(isinstance(p, LayerSync) for p in plugins):
+                config["plugins"] = [*plugins, TimmSyncBatchNorm()]
         if self.subcommand == "fit":
             callbacks.append(RunReport(print_on_fit_end=False))  # printed in after_fit, below the progress bar
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in callbacks):
             callbacks.append(PredictionWriter(os.path.join(root, "predictions")))
+        ckpt = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
+        if ckpt.save_last is True and ckpt.monitor is not None:
+            # after the section's callback, so that last.ckpt holds its updated best score and path
+            best = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+            best.save_last = False
+            callbacks.append(last_checkpoint_callback(ckpt.dirpath, ckpt.every_n_train_steps,
+                                                      ckpt.train_time_interval, ckpt.every_n_epochs,
+                                                      ckpt.save_on_train_epoch_end))
         trainer = super()._instantiate_trainer(config, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -149,7 +184,8 @@ class RegNetCLI(LightningCLI):
         if not (cfg.export_dir or cfg.push_to_hub) or not self.trainer.is_global_zero:
             return
         ckpt = self.trainer.checkpoint_callback
-        path = (ckpt.best_model_path or ckpt.last_model_path) if ckpt is not None else None
+        saved = [c.best_model_path or c.last_model_path for c in self.trainer.checkpoint_callbacks]
+        path = next((p for p in saved if p), None)  # the section's best, else last.ckpt
         module = self.model
         if path:  # the best epoch's weights; they come from the checkpoint, so no pretrained download
             module = RegNetClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False)

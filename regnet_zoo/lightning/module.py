@@ -37,6 +37,7 @@ from regnet_zoo.lightning.schedule import (
     global_batch_size,
     scaled_lr,
 )
+from regnet_zoo.lightning.sync_batchnorm import torch_converted_norm_act
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -407,6 +408,12 @@ class RegNetClassifier(L.LightningModule):
                 self.example_input_array = torch.zeros(1, *cfg["input_size"])
 
     def on_fit_start(self) -> None:
+        broken = torch_converted_norm_act(self.model)
+        if broken:
+            raise ValueError(
+                f"Trainer(sync_batchnorm=True) converted {len(broken)} BN+activation layers (e.g. {broken[0]}) to "
+                "torch.nn.SyncBatchNorm, which drops their ReLU; pass "
+                "plugins=[regnet_zoo.lightning.TimmSyncBatchNorm()] to the Trainer (regnet-zoo fit does)")
         self.data_config = self._datamodule_config() or self.data_config
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

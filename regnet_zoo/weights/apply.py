@@ -2,7 +2,7 @@
 
 * ``Pretrained``: a state dict (timm layout), where it came from, its ``pretrained_cfg``; ``apply_weights``.
 * ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
-  ``.pt``, ``.bin``) only with ``torch.load(weights_only=True)``.
+  ``.pt``, ``.bin``, ``.ckpt``, VISSL's ``.torch``) only with ``torch.load(weights_only=True)``.
 * ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
   drops a classifier whose class count differs (the model keeps its fresh head, also when the
   weights have none), and otherwise requires an exact match; a mismatch raises
@@ -31,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 FIRST_CONV = "stem.conv.weight"
 CLASSIFIER = ("head.fc.weight", "head.fc.bias")
-PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
+PICKLE_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt", ".torch")  # .torch: VISSL checkpoints
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 

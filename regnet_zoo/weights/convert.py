@@ -1,6 +1,6 @@
-"""Convert RegNet state dicts of other code bases to ours (= timm's layout, RGB input).
+"""Convert RegNet state dicts of other code bases to ours (= timm's layout, RGB input), and back.
 
-Formats:
+Import formats:
 
 * ``pycls``: the paper's code (``.pyth`` checkpoints with ``model_state``; keys ``s1.b1.f.a``,
   ``f.a_bn``, ``f.se.f_ex.0``, ``proj``, ``bn`` ...). pycls feeds **BGR** images, so the stem conv's
@@ -8,35 +8,53 @@ Formats:
 * ``torchvision``: ``torchvision.models.regnet_*`` (``stem.0``, ``trunk_output.block1.block1-0.f.a.0``...).
 * ``transformers``: ``RegNetForImageClassification`` / ``RegNetModel`` (``regnet.embedder...``,
   ``encoder.stages.0.layers.0.layer.1.convolution``...).
+* ``vissl``: VISSL / ClassyVision checkpoints (the SEER weights: ``classy_state_dict`` ->
+  ``base_model.model.trunk`` with ``_feature_blocks.res2.block1-0.f.a.0``..., ``heads`` with
+  ``0.clf.0`` for a fine-tuned classifier), renamed as timm's ``regnet`` filter does; the
+  self-supervised heads (``projection_head``, ``prototypes``) are dropped.
 * ``timm``: timm's ``regnet*`` (and ours): identity.
 
-Checkpoint wrappers (``model_state``/``ema_state``, ``state_dict``, ``model``) and key prefixes
-(``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells the formats apart.
+Checkpoint wrappers (``model_state``/``ema_state``, ``state_dict``, ``model``, ``classy_state_dict``)
+and key prefixes (``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells
+the formats apart.
+
+Export (``export_layout``): our model or state dict -> torchvision's ``regnet_*`` state dict, or a
+transformers ``RegNetForImageClassification`` folder (config.json + model.safetensors); both load with
+``strict=True`` and compute the same outputs. Models those libraries cannot build (another stem,
+block, activation, pooling, stride or group-width rule) raise ``ExportError`` naming the rule.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from regnet_zoo.models import AnyNet
+from regnet_zoo.config import AnyNetCfg
+from regnet_zoo.fileio import atomic_write
+from regnet_zoo.models import AnyNet, Bottleneck, Stem
 from regnet_zoo.registry import MODELS
 from regnet_zoo.weights.apply import FIRST_CONV, head_classes, input_channels
-from regnet_zoo.weights.errors import WeightsError
+from regnet_zoo.weights.errors import ExportError, WeightsError
 
 _log = logging.getLogger(__name__)
 
-FORMATS = ("pycls", "torchvision", "transformers", "timm")
+FORMATS = ("pycls", "torchvision", "transformers", "timm", "vissl")
+EXPORT_LAYOUTS = ("torchvision", "transformers")
 # a key that identifies each format (after unwrapping and prefix removal)
 _ANCHORS = {
     "torchvision": "stem.0.weight",
     "transformers": "embedder.embedder.convolution.weight",
     "timm": "s1.b1.conv1.conv.weight",
     "pycls": "s1.b1.f.a.weight",
+    "vissl": "_feature_blocks.conv1.stem.0.weight",
 }
 _BLOCK = re.compile(r"^s(\d+)\.b(\d+)\.(.+)$")
 
@@ -53,13 +71,21 @@ _HF_COMMON = {"shortcut.convolution": "downsample.conv", "shortcut.normalization
 _HF_Y = {**_HF_COMMON, "layer.2.attention.0": "se.fc1", "layer.2.attention.2": "se.fc2",
          "layer.3.convolution": "conv3.conv", "layer.3.normalization": "conv3.bn"}
 _HF_X = {**_HF_COMMON, "layer.2.convolution": "conv3.conv", "layer.2.normalization": "conv3.bn"}
+# ClassyVision's ResBottleneckBlock (proj, bn, f.{a,b,se,c,final_bn}), as timm's regnet _filter_fn renames it
+_VISSL_BLOCK = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a.0": "conv1.conv", "f.a.1": "conv1.bn",
+                "f.b.0": "conv2.conv", "f.b.1": "conv2.bn", "f.se.excitation.0": "se.fc1",
+                "f.se.excitation.2": "se.fc2", "f.c": "conv3.conv", "f.final_bn": "conv3.bn"}
+_VISSL_STEM = {"_feature_blocks.conv1.stem.0": "stem.conv", "_feature_blocks.conv1.stem.1": "stem.bn"}
+_VISSL_SSL_HEADS = ("projection_head", "prototypes")  # SwAV pre-training heads: not part of the model
+_VISSL_HEAD = "heads.0.clf.0."  # the linear classifier of a fine-tuned (or linear-eval "mlp") head
 
 
 def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's tensors from a checkpoint dict (pycls, timm/Lightning, plain state dict)."""
+    """The model's tensors from a checkpoint dict (pycls, timm/Lightning, VISSL, plain state dict)."""
+    if "classy_state_dict" not in obj and isinstance(obj.get("model"), Mapping) and "classy_state_dict" in obj["model"]:
+        obj = obj["model"]  # as timm's filter looks for it
     if "classy_state_dict" in obj:
-        raise WeightsError("ClassyVision/VISSL checkpoints are not supported; the SEER weights are published "
-                           "converted as the Hub tags seer / seer_ft_in1k")
+        return _unwrap_classy(obj["classy_state_dict"])
     if "model_state" in obj:  # pycls: the better of model_state / ema_state, as pycls' load_checkpoint picks
         test_err, ema_err = obj.get("test_err", 100), obj.get("ema_err", 100)
         key = "ema_state" if "ema_state" in obj and ema_err < test_err else "model_state"
@@ -73,6 +99,21 @@ def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     if not sd:
         raise WeightsError(f"checkpoint holds no tensors (keys: {', '.join(list(obj)[:8])})")
     return _strip_prefixes(sd)
+
+
+def _unwrap_classy(classy: Any) -> dict[str, torch.Tensor]:
+    """VISSL / ClassyVision ``classy_state_dict``: the trunk's tensors, and the heads' under ``heads.``."""
+    try:
+        model = classy["base_model"]["model"]
+        trunk, heads = model["trunk"], model.get("heads") or {}
+    except (KeyError, TypeError) as e:
+        raise WeightsError("VISSL/ClassyVision checkpoint without classy_state_dict['base_model']['model']"
+                           f"['trunk'] (missing {e}); is it a checkpoint of a VISSL RegNet trunk?") from None
+    sd = {k: v for k, v in trunk.items() if isinstance(v, torch.Tensor)}
+    sd.update({f"heads.{k}": v for k, v in heads.items() if isinstance(v, torch.Tensor)})
+    if not sd:
+        raise WeightsError("VISSL/ClassyVision checkpoint: its trunk holds no tensors")
+    return sd
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -158,8 +199,34 @@ def _from_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _from_vissl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VISSL trunk ``_feature_blocks.res{i+1}.block{i}-{j}`` -> ``s{i}.b{j+1}``; head ``0.clf.0`` -> ``head.fc``."""
+    block = re.compile(r"^_feature_blocks\.res\d+\.block(\d+)-(\d+)\.(.+)$")
+    out, dropped = {}, []
+    for k, v in sd.items():
+        if k.startswith("heads."):
+            if any(h in k for h in _VISSL_SSL_HEADS):
+                dropped.append(k)
+                continue
+            if not k.startswith(_VISSL_HEAD):
+                raise WeightsError(f"vissl checkpoint: head tensor {k!r} is not a linear classifier ({_VISSL_HEAD}*); "
+                                   "only the trunk and a fine-tuned linear head convert")
+            out["head.fc." + k[len(_VISSL_HEAD):]] = v
+            continue
+        m = block.match(k)
+        if m:
+            k = f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _VISSL_BLOCK, "vissl")
+        else:
+            k = _rename(k, _VISSL_STEM, "vissl")
+        out[k] = v
+    if dropped:
+        _log.info("vissl checkpoint: dropped %d self-supervised head tensors (e.g. %s)", len(dropped), dropped[0])
+    return out
+
+
 _CONVERTERS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
     "pycls": _from_pycls, "torchvision": _from_torchvision, "transformers": _from_transformers, "timm": dict,
+    "vissl": _from_vissl,
 }
 
 
@@ -175,15 +242,16 @@ def convert_state_dict(checkpoint: Mapping[str, Any], fmt: str = "auto") -> dict
     return _CONVERTERS[found](sd)
 
 
+def _shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+
+
 def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     """Registry models whose tensors have exactly the names and shapes of ``state_dict`` (ours/timm layout).
 
     Class count and input channels are taken from the weights; models are built on the 'meta' device.
     """
-    def shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}
-
-    want = shapes(state_dict)
+    want = _shapes(state_dict)
     if FIRST_CONV not in want:
         return []
     num_classes, in_chans = head_classes(state_dict), input_channels(state_dict)
@@ -198,6 +266,204 @@ def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
         for name, entry in MODELS.items():
             if entry.cfg.to_anynet().depths != stages:  # cheap pre-filter (pure math)
                 continue
-            if shapes(AnyNet(entry.cfg, in_chans=in_chans, num_classes=num_classes).state_dict()) == want:
+            if _shapes(AnyNet(entry.cfg, in_chans=in_chans, num_classes=num_classes).state_dict()) == want:
                 out.append(name)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- export
+def _invert(table: Mapping[str, str]) -> dict[str, str]:
+    return {ours: theirs for theirs, ours in table.items()}
+
+
+_TV_OUT, _HF_X_OUT, _HF_Y_OUT = _invert(_TV_BLOCK), _invert(_HF_X), _invert(_HF_Y)
+_ACTIVATION_MODULES = ("torch.nn.modules.activation", "timm.layers.activations")  # where activation classes live
+_TV_TOP = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.fc": "fc"}
+_HF_TOP = {"stem.conv": "regnet.embedder.embedder.convolution", "stem.bn": "regnet.embedder.embedder.normalization",
+           "head.fc": "classifier.1"}
+
+
+def to_torchvision(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our (timm-layout) state dict -> ``torchvision.models.regnet_*`` names (``stem.0``, ``trunk_output...``)."""
+    out = {}
+    for k, v in state_dict.items():
+        m = _BLOCK.match(k)
+        if m:
+            k = f"trunk_output.block{m[1]}.block{m[1]}-{int(m[2]) - 1}." + _rename(m[3], _TV_OUT, "regnet-zoo")
+        else:
+            k = _rename(k, _TV_TOP, "regnet-zoo")
+        out[k] = v
+    return out
+
+
+def to_transformers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict -> ``RegNetForImageClassification`` names (``regnet.embedder...``, ``classifier.1``)."""
+    y_blocks = {m.group(1, 2) for k in state_dict if (m := _BLOCK.match(k)) and m[3].startswith("se.")}
+    out = {}
+    for k, v in state_dict.items():
+        m = _BLOCK.match(k)
+        if m:
+            table = _HF_Y_OUT if m.group(1, 2) in y_blocks else _HF_X_OUT
+            k = (f"regnet.encoder.stages.{int(m[1]) - 1}.layers.{int(m[2]) - 1}."
+                 + _rename(m[3], table, "regnet-zoo"))
+        else:
+            k = _rename(k, _HF_TOP, "regnet-zoo")
+        out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Export:
+    """What ``export_layout`` wrote: the layout, the files, and how the target library loads them."""
+
+    layout: str
+    paths: tuple[Path, ...]
+    loader: str
+
+
+def _model_for(model_or_state_dict: nn.Module | Mapping[str, Any]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """(model, its state dict): a model as given, or the registry model (on 'meta') a state dict fits."""
+    if isinstance(model_or_state_dict, nn.Module):
+        if not isinstance(model_or_state_dict, AnyNet):
+            raise ExportError(f"cannot export a {type(model_or_state_dict).__name__}: pass the classifier model "
+                              "(regnet_zoo.create(...), not features_only) or its state dict")
+        return model_or_state_dict, model_or_state_dict.state_dict()
+    sd = convert_state_dict(model_or_state_dict)
+    names = registry_matches(sd)
+    if not names:
+        raise ExportError("the weights match no registry model, so their architecture is unknown; export the model "
+                          "itself: export_layout(regnet_zoo.create(cfg, pretrained=path), ...)")
+    with torch.device("meta"):
+        model = AnyNet(MODELS[names[0]].cfg, in_chans=input_channels(sd), num_classes=head_classes(sd))
+    for k, v in model.state_dict().items():  # e.g. pycls checkpoints carry no BN step counters
+        if k.endswith("num_batches_tracked") and k not in sd:
+            sd[k] = torch.zeros((), dtype=v.dtype)
+    return model, sd
+
+
+def _check_plain_regnet(model: AnyNet, layout: str) -> AnyNetCfg:
+    """The model's AnyNetCfg if ``layout``'s RegNet can compute it (X/Y blocks, ReLU, avg pool, stride 32)."""
+    arch = model.arch
+    where = {"torchvision": "torchvision's RegNet", "transformers": "transformers' RegNet"}[layout]
+    blocks = [b for s in model.stage_names for b in getattr(model, s).children()]
+    rules = [
+        (type(arch) is AnyNetCfg and type(model.stem) is Stem and all(type(b) is Bottleneck for b in blocks),
+         f"{where} has only the X/Y residual bottleneck block and the 3x3 simple stem"),
+        (all(s.bot_mul == 1 for s in arch.stages), f"{where} has bottleneck multiplier 1 in every stage"),
+        (all(s.stride == 2 for s in arch.stages), f"{where} strides by 2 in every stage"),
+        (model.output_stride in (None, 32), f"{where} has no dilation (output_stride 32)"),
+        (model.head.global_pool.pool_type == "avg", f"{where} pools by global average"),
+        (all(type(m).__name__ in ("ReLU", "Sigmoid") for m in model.modules()
+             if type(m).__module__.startswith(_ACTIVATION_MODULES)), f"{where} uses ReLU (and the sigmoid gate of SE)"),
+    ]
+    broken = [rule for ok, rule in rules if not ok]
+    if broken:
+        raise ExportError(f"cannot export {_describe_arch(model)} to {layout}: " + "; ".join(broken))
+    return arch
+
+
+def _describe_arch(model: AnyNet) -> str:
+    name = getattr(model, "pretrained_cfg", {}).get("architecture")
+    return repr(name) if name else f"{type(model.cfg).__name__} model"
+
+
+def _same_layout(ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor]) -> list[str]:
+    """Differences between two state dicts' names and shapes (empty when they match exactly)."""
+    a, b = {k: tuple(v.shape) for k, v in ours.items()}, {k: tuple(v.shape) for k, v in theirs.items()}
+    diff = [f"missing {k}" for k in b if k not in a] + [f"unexpected {k}" for k in a if k not in b]
+    diff += [f"{k}: {a[k]} vs {b[k]}" for k in a if k in b and a[k] != b[k]]
+    return diff
+
+
+def torchvision_builder(model: AnyNet) -> str:
+    """Name of the ``torchvision.models.regnet_*`` builder with ``model``'s architecture (registry's torchvision_name).
+
+    The registry records which models torchvision has (and torchvision's group rounding, the ``_tv``
+    entries); the architecture (stages, widths, group widths, SE) must equal that entry's.
+    """
+    _check_plain_regnet(model, "torchvision")
+    if model.num_classes == 0 or model.in_chans != 3:
+        raise ExportError("cannot export to torchvision: its regnet_* models take 3 input channels and end in a "
+                          f"classifier (fc); this model has in_chans={model.in_chans}, num_classes={model.num_classes}")
+    for entry in MODELS.values():
+        if entry.torchvision_name and entry.cfg.to_anynet() == model.arch:
+            return entry.torchvision_name
+    have = ", ".join(e.name for e in MODELS.values() if e.torchvision_name)
+    raise ExportError(f"cannot export {_describe_arch(model)} to torchvision: torchvision has no regnet_* model with "
+                      f"its stages, widths and group widths (it has those of {have})")
+
+
+def transformers_config(model: AnyNet) -> Any:
+    """The ``transformers.RegNetConfig`` of ``model``: one group width, SE 1/4 of the block input (Y) or none (X)."""
+    from transformers import RegNetConfig
+
+    arch = _check_plain_regnet(model, "transformers")
+    if arch.se_ratio not in (0, 0.25):
+        raise ExportError(f"cannot export to transformers: its Y block squeezes to round(w_in / 4) (se_ratio 0.25), "
+                          f"this model has se_ratio {arch.se_ratio}")
+    labels = model.pretrained_cfg.get("label_names")
+    kwargs = {"id2label": dict(enumerate(labels))} if labels and len(labels) == model.num_classes else {}
+    return RegNetConfig(num_channels=model.in_chans, embedding_size=arch.stem_width, hidden_sizes=arch.widths,
+                        depths=arch.depths, groups_width=max(arch.group_widths),
+                        layer_type="y" if arch.se_ratio else "x", hidden_act="relu", downsample_in_first_stage=True,
+                        num_labels=model.num_classes, architectures=["RegNetForImageClassification"], **kwargs)
+
+
+def _transformers_target(model: AnyNet, sd: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
+    from transformers import RegNetForImageClassification
+
+    config = transformers_config(model)
+    hf_sd = to_transformers(sd)
+    with torch.device("meta"):
+        ref = RegNetForImageClassification(config).state_dict()
+    diff = _same_layout(hf_sd, ref)
+    if diff:
+        rule = ("transformers' RegNetConfig has one groups_width for all stages (groups = width // groups_width)"
+                if any("convolution.weight" in d for d in diff) else "transformers' RegNet layout differs")
+        raise ExportError(f"cannot export {_describe_arch(model)} to transformers: {rule}; differences: "
+                          + ", ".join(diff[:4]))
+    return config, hf_sd
+
+
+def _save_tensors(sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous() for k, v in sd.items()}
+    if path.suffix == ".safetensors":
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    else:
+        atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+
+
+def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, out: str | os.PathLike) -> Export:
+    """Write our model (or a state dict of any supported layout) in torchvision's or transformers' layout.
+
+    * ``to="torchvision"``: ``out`` is a ``.safetensors`` (or ``.pth`` / ``.pt``) file that
+      ``torchvision.models.<regnet_*>(num_classes=N).load_state_dict(..., strict=True)`` loads.
+    * ``to="transformers"``: ``out`` is a folder with ``config.json`` and ``model.safetensors``:
+      ``RegNetForImageClassification.from_pretrained(out)``.
+
+    Files are written atomically. Raises ``ExportError`` when the target cannot build the model (the
+    message names the rule), ``ValueError`` for an unknown ``to`` or an output name that does not fit.
+    """
+    if to not in EXPORT_LAYOUTS:
+        raise ValueError(f"to must be one of {EXPORT_LAYOUTS}, got {to!r}")
+    out = Path(out)
+    if to == "torchvision" and out.suffix not in (".safetensors", ".pth", ".pt"):
+        raise ValueError(f"torchvision export writes one state-dict file: {str(out)!r} must end in .safetensors, "
+                         ".pth or .pt")
+    if to == "transformers" and (out.is_file() or out.suffix in (".safetensors", ".pth", ".pt", ".bin")):
+        raise ValueError(f"transformers export writes a folder (config.json + model.safetensors), got {str(out)!r}")
+    model, sd = _model_for(model_or_state_dict)
+    if to == "torchvision":
+        builder = torchvision_builder(model)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _save_tensors(to_torchvision(sd), out)
+        return Export(to, (out,), f"torchvision.models.{builder}(num_classes={model.num_classes})"
+                                  ".load_state_dict(state_dict)")
+    config, hf_sd = _transformers_target(model, sd)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_tensors(hf_sd, out / "model.safetensors")
+    atomic_write(out / "config.json", config.to_json_string())
+    return Export(to, (out / "config.json", out / "model.safetensors"),
+                  f"transformers.RegNetForImageClassification.from_pretrained({str(out)!r})")

@@ -29,3 +29,7 @@ class WeightsHubError(WeightsError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class ExportError(WeightsError):
+    """A model cannot be written in another library's layout (the message names the rule it breaks)."""

@@ -85,7 +85,7 @@ class WeightsEntry:
     license: str
     dataset: str | None
     num_classes: int
-    hub: HubFile
+    hub: HubFile | None  # None: published only at its origin (torchvision V1), downloaded from there
     preprocessing: dict[str, Any]
     preprocessing_name: str
     reported: tuple[Reported, ...]
@@ -118,7 +118,7 @@ class WeightsEntry:
         if "test_input_size" in cfg:
             cfg["test_pool_size"] = ((cfg["test_input_size"][1] + 31) // 32,) * 2
         cfg.update(tag=self.tag, license=self.license, num_classes=self.num_classes)
-        if hub:
+        if hub and self.hub is not None:
             cfg["hf_hub_id"] = self.hub.repo_id
         if self.paper is not None:
             cfg["paper_name"], cfg["paper_ids"] = self.paper
@@ -204,7 +204,8 @@ def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]
     space), ``pretrain_dataset``, ``num_classes``, ``top1`` / ``top5`` (percent on ImageNet-1k val as
     first reported; None for trunk-only or 12k-head weights), ``reported_by``, ``eval_size`` (pixels of
     that evaluation), ``input_size`` / ``crop_pct`` / ``interpolation`` (the preprocessing the weights
-    expect), ``hub_repo``, ``origin_url``, ``paper``. Imports no torch.
+    expect), ``hub_repo`` (None: no Hub copy, loaded from ``origin_url``), ``origin_url``, ``paper``.
+    Imports no torch.
     """
     manifest = load_manifest()
     models = list(MODELS) if names is None else [get_entry(n).name for n in names]
@@ -219,7 +220,7 @@ def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]
                 "top1": rep.top1 if rep else None, "top5": rep.top5 if rep else None,
                 "reported_by": rep.by if rep else None, "eval_size": rep.input_size if rep else None,
                 "input_size": e.preprocessing["input_size"][-1], "crop_pct": e.preprocessing["crop_pct"],
-                "interpolation": e.preprocessing["interpolation"], "hub_repo": e.hub.repo_id,
+                "interpolation": e.preprocessing["interpolation"], "hub_repo": e.hub.repo_id if e.hub else None,
                 "origin_url": e.origin.url if e.origin else None, "paper": e.paper[1] if e.paper else None})
     return rows
 
@@ -285,7 +286,8 @@ def parse_manifest(data: dict[str, Any], path: str = "manifest") -> Manifest:
     for w in data["weights"]:
         entries.append(WeightsEntry(
             model=w["model"], tag=w["tag"], default=w["default"], source=w["source"], license=w["license"],
-            dataset=w["dataset"], num_classes=w["num_classes"], hub=HubFile(**w["hub"]),
+            dataset=w["dataset"], num_classes=w["num_classes"],
+            hub=HubFile(**w["hub"]) if "hub" in w else None,
             preprocessing=dict(data["preprocessing"][w["preprocessing"]]), preprocessing_name=w["preprocessing"],
             reported=tuple(Reported(**r) for r in w["reported"]),
             origin=Origin(**w["origin"]) if "origin" in w else None,

@@ -19,9 +19,9 @@ from regnet_zoo.weights.convert import convert_state_dict, detect_format
 from regnet_zoo.weights.endpoint import split_revision
 from regnet_zoo.weights.errors import WeightsError
 from regnet_zoo.weights.hf_config import CONFIG_NAME, WEIGHTS_NAME, build_model, read_config
-from regnet_zoo.weights.hub import fetch_hub, hub_download
-from regnet_zoo.weights.manifest import load_manifest
-from regnet_zoo.weights.origin import ORIGIN_TAGS, fetch_origin
+from regnet_zoo.weights.hub import download_weights, fetch_hub, hub_download
+from regnet_zoo.weights.manifest import WeightsEntry, load_manifest
+from regnet_zoo.weights.origin import ORIGIN_TAGS, download_origin, fetch_origin
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.Pat
     """Weights for ``entry`` from a local file, or (True / a tag) from the Hugging Face Hub.
 
     Tags are the manifest's (``regnet-zoo list --pretrained``); the pseudo-tags ``"pycls"`` and
-    ``"torchvision"`` fetch the original files from the paper's / torchvision's URL and convert them.
+    ``"torchvision"`` fetch the original files from the paper's / torchvision's URL and convert them,
+    as do tags without a Hub copy (torchvision's V1 weights, ``tv_in1k``).
     """
     if is_path(pretrained):
         return read_weights(pretrained)
@@ -78,7 +79,15 @@ def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.Pat
     manifest = load_manifest()
     if tag in ORIGIN_TAGS:
         return fetch_origin(manifest.get(entry.name, ORIGIN_TAGS[tag]), cache_dir=cache_dir)
-    return fetch_hub(manifest.get(entry.name, tag), cache_dir)
+    w = manifest.get(entry.name, tag)
+    return fetch_hub(w, cache_dir) if w.hub is not None else fetch_origin(w, cache_dir=cache_dir)
+
+
+def download_file(w: WeightsEntry, cache_dir: str | os.PathLike | None = None, from_origin: bool = False) -> str:
+    """Local path of a manifest entry's verified file: its Hub copy, else (or with ``from_origin``) its original."""
+    if from_origin or w.hub is None:
+        return download_origin(w, cache_dir)
+    return download_weights(w, cache_dir)
 
 
 def create_from_hub(

@@ -162,6 +162,27 @@ def test_a_new_run_never_mixes_with_an_earlier_runs_checkpoints(run_config, tmp_
     assert _ckpt(ckpts / "last.ckpt")["global_step"] == 2 and _ckpt(ckpts / "best.ckpt")["global_step"] == 2
 
 
+@pytest.mark.slow
+def test_last_checkpoint_is_written_every_epoch_when_the_metric_does_not_improve(run_config, tmp_path):
+    """Lightning >= 2.6 copies ``save_last`` only when a top-k checkpoint is saved; ours follows every epoch.
+
+    ``epoch`` monitored with mode ``min`` never improves after epoch 0: Lightning's own ``save_last`` leaves
+    last.ckpt at epoch 0 (step 2) here, so a run killed later would lose every epoch since.
+    """
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert main(["fit", "--config", str(run_config), "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min",
+                 "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+                 "--trainer.limit_val_batches", "1"]) == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best, last = _ckpt(ckpts / "best.ckpt"), _ckpt(ckpts / "last.ckpt")
+    assert (best["epoch"], best["global_step"]) == (0, 2)
+    assert (last["epoch"], last["global_step"]) == (1, 4)  # saved at epoch 1's validation end
+    states = [v for k, v in last["callbacks"].items() if "ModelCheckpoint" in k]
+    assert sorted(s["monitor"] or "" for s in states) == ["", "epoch"]
+    section = next(s for s in states if s["monitor"] == "epoch")
+    assert float(section["best_model_score"]) == 0 and section["best_model_path"] == str(ckpts / "best.ckpt")
+
+
 def test_ckpt_path_last_before_any_checkpoint_keeps_pretrained_weights(run_config, tmp_path, capsys):
     """First `fit --ckpt_path last` (set and forget): a new run that loads the pretrained weights."""
     from safetensors.torch import save_file

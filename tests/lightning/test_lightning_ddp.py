@@ -3,13 +3,16 @@
 Two processes x 16 images must be one optimizer step on 32 images: each step's two shards are disjoint
 and together the single-process batch of 32, the LR is base_lr x 32 / 128 in both runs, and with BN in
 eval mode (each sample's forward independent of the others) the updated weights of the DDP run equal
-those of one process training on batches of 32.
+those of one process training on batches of 32. With BN in training mode the first step's gradients
+tell the BN batch apart: synchronized BN (2 x 16) equals one process of 32; without it, and with
+gradient accumulation (1 x 16 x 2), BN normalizes each 16 on its own ("ghost batches"), as predicted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -148,3 +151,164 @@ def test_two_processes_of_16_equal_one_process_of_32(tmp_path):
     for k, v in ddp_final.items():
         if v.is_floating_point():
             assert torch.allclose(v, single_final[k], rtol=1e-4, atol=1e-6), k
+
+
+GRAD_PROBE = PROBE + '''
+
+class GradProbe(L.Callback):
+    """BN in training mode. Writes the first optimizer step's gradients (after DDP's all-reduce), the BN
+    layer types, the model's buffers after that step, the LR and the loaded indices; rank 0: initial weights."""
+    def __init__(self, out: str):
+        self.out, self.record = out, {}
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_rank == 0:
+            torch.save({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()},
+                       os.path.join(self.out, "initial.pt"))
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.global_step == 0:
+            self.record = {"grads": {n: p.grad.detach().clone() for n, p in pl_module.model.named_parameters()},
+                           "lr": optimizer.param_groups[0]["lr"], "world_size": trainer.world_size,
+                           "bn_types": sorted({type(m).__name__ for m in pl_module.model.modules()
+                                               if isinstance(m, _BatchNorm)})}
+    def on_train_end(self, trainer, pl_module):
+        self.record["buffers"] = {n: b.detach().clone() for n, b in pl_module.model.named_buffers()}
+        self.record["indices"] = trainer.datamodule.train_set.seen
+        torch.save(self.record, os.path.join(self.out, f"rank{trainer.global_rank}.pt"))
+'''
+
+GRAD_RUN = """
+model:
+  model: {{type: regnet, depth: 4, w0: 8, wa: 8.0, wm: 2.0, group_width: 8}}
+  base_lr: 0.1
+  warmup_epochs: 0
+data:
+  class_path: ddp_grad_probe.FirstDigits
+  init_args: {{image_size: 16, batch_size: {batch}}}
+trainer:
+  max_epochs: 1
+  limit_train_batches: {accumulate}
+  accumulate_grad_batches: {accumulate}
+  limit_val_batches: 0
+  accelerator: cpu
+  devices: {devices}
+  strategy: {strategy}
+  sync_batchnorm: {sync}
+  logger: false
+  enable_progress_bar: false
+  enable_model_summary: false
+  default_root_dir: {root}
+  callbacks:
+    - class_path: ddp_grad_probe.GradProbe
+      init_args: {{out: {out}}}
+"""
+
+
+def _grad_config(tmp_path, name: str, devices: int, batch: int, sync: bool = False, accumulate: int = 1):
+    out = tmp_path / f"{name}_out"
+    out.mkdir()
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(GRAD_RUN.format(batch=batch, devices=devices, strategy="ddp" if devices > 1 else "auto",
+                                      sync=str(sync).lower(), accumulate=accumulate, root=tmp_path / name, out=out))
+    return config, out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reference(initial: dict, images: torch.Tensor, labels: torch.Tensor, groups: list[list[int]]):
+    """Plain PyTorch: mean loss over the groups, BN in training mode over each group on its own.
+
+    Returns (gradients, buffers after the forward passes, which run group by group in this order).
+    """
+    from regnet_zoo.lightning import RegNetClassifier
+    from tests.lightning.conftest import TINY_CFG
+
+    model = RegNetClassifier(dict(TINY_CFG), num_classes=10).model
+    model.load_state_dict(initial)
+    model.train()
+    loss = sum(torch.nn.functional.cross_entropy(model(images[g]), labels[g]) for g in groups) / len(groups)
+    loss.backward()
+    return ({n: p.grad for n, p in model.named_parameters()},
+            {n: b.detach() for n, b in model.named_buffers()})
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_first_step_gradients_across_process_counts_sync_batchnorm_and_accumulation(tmp_path):
+    """2 x 16 with SyncBN = 1 x 32; 2 x 16 without = 1 x 16 x accumulate 2 in kind: BN over each 16 (predicted).
+
+    All four runs start from the same weights (seed 0) and step with the same LR (global batch 32).
+    """
+    from regnet_zoo.lightning import DigitsDataModule
+
+    (tmp_path / "ddp_grad_probe.py").write_text(textwrap.dedent(GRAD_PROBE))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    runs = {"sync": _grad_config(tmp_path, "sync", devices=2, batch=16, sync=True),
+            "nosync": _grad_config(tmp_path, "nosync", devices=2, batch=16)}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "regnet_zoo", "fit", "--config", str(cfg)],
+                                    env={**env, "MASTER_PORT": str(_free_port())}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+             for name, (cfg, _) in runs.items()}
+    runs["single"] = _grad_config(tmp_path, "single", devices=1, batch=32)
+    runs["accum"] = _grad_config(tmp_path, "accum", devices=1, batch=16, accumulate=2)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        for name in ("single", "accum"):
+            assert main(["fit", "--config", str(runs[name][0])]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("ddp_grad_probe", None)
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name}: {out[-4000:]}"
+    rec = {name: [torch.load(out / f"rank{r}.pt") for r in range(2 if name in ("sync", "nosync") else 1)]
+           for name, (_, out) in runs.items()}
+    initial = torch.load(runs["single"][1] / "initial.pt")
+    for name, (_, out) in runs.items():
+        assert all(torch.equal(v, torch.load(out / "initial.pt")[k]) for k, v in initial.items()), name
+        assert all(r["lr"] == pytest.approx(0.025, rel=1e-12) for r in rec[name]), name  # 0.1 x 32 / 128
+    assert rec["sync"][0]["bn_types"] == ["AllReduceBatchNormAct"]  # BN + ReLU, synchronized over gloo
+    assert rec["nosync"][0]["bn_types"] == rec["single"][0]["bn_types"] == ["BatchNormAct2d"]
+
+    dm = DigitsDataModule(image_size=16)
+    dm.setup("fit")
+    images = torch.stack([dm.train_set[i][0] for i in range(96)])
+    labels = torch.tensor([int(dm.train_set[i][1]) for i in range(96)])
+    half = [r["indices"][:16] for r in rec["nosync"]]  # the two ranks' first batches
+    single_batch = rec["single"][0]["indices"][:32]
+    micro = [rec["accum"][0]["indices"][:16], rec["accum"][0]["indices"][16:32]]
+    assert sorted(half[0] + half[1]) == sorted(single_batch) == sorted(micro[0] + micro[1])
+    assert sorted(r["indices"][:16] for r in rec["sync"]) == sorted(half)  # same shards with and without SyncBN
+
+    full, full_buffers = _reference(initial, images, labels, [single_batch])
+    ghost, _ = _reference(initial, images, labels, half)
+    accum_ref, accum_buffers = _reference(initial, images, labels, micro)
+    _, rank_buffers = zip(*(_reference(initial, images, labels, [h]) for h in half))
+    tol = 2e-6
+    diffs = {"single-full": _max_diff(rec["single"][0]["grads"], full),
+             "sync-single": max(_max_diff(r["grads"], rec["single"][0]["grads"]) for r in rec["sync"]),
+             "nosync-ghost": max(_max_diff(r["grads"], ghost) for r in rec["nosync"]),
+             "accum-ghost(micro)": _max_diff(rec["accum"][0]["grads"], accum_ref),
+             "nosync-single": _max_diff(rec["nosync"][0]["grads"], rec["single"][0]["grads"])}
+    scale = max(v.abs().max().item() for v in full.values())
+    print(f"first-step gradient differences (largest gradient {scale:.3g}): {diffs}")
+    assert diffs["single-full"] < tol and diffs["sync-single"] < tol, diffs
+    assert diffs["nosync-ghost"] < tol and diffs["accum-ghost(micro)"] < tol, diffs
+    assert diffs["nosync-single"] > 1000 * tol, diffs  # BN over 16 instead of 32 changes the gradient
+    # BN statistics after the step: SyncBN's are the 32-image batch's on both ranks; without it each rank's
+    # are its 16's; accumulation updates them twice (momentum applied per micro-batch)
+    for r in rec["sync"]:
+        assert _max_diff(r["buffers"], rec["single"][0]["buffers"]) < 1e-6
+        assert _max_diff(rec["single"][0]["buffers"], full_buffers) < 1e-6
+    for r, ref in zip(rec["nosync"], rank_buffers):
+        assert _max_diff(r["buffers"], ref) < 1e-6
+    assert _max_diff(rec["accum"][0]["buffers"], accum_buffers) < 1e-6
+    assert int(rec["accum"][0]["buffers"]["stem.bn.num_batches_tracked"]) == 2
+    assert int(rec["sync"][0]["buffers"]["stem.bn.num_batches_tracked"]) == 1

@@ -1,4 +1,4 @@
-"""Converters: state dicts of the paper's pycls, torchvision, transformers and timm give identical outputs.
+"""Converters: state dicts of the paper's pycls, torchvision, transformers, VISSL and timm give identical outputs.
 
 References are the real libraries' models (pycls 0.1.1 from PyPI, the code that wrote the paper's
 checkpoints; torchvision; transformers; timm), with every weight and BN statistic random.
@@ -6,6 +6,7 @@ checkpoints; torchvision; transformers; timm), with every weight and BN statisti
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import pytest
@@ -117,6 +118,73 @@ def test_timm_is_identity_and_wrappers_are_removed(randomize):
     assert convert_state_dict(ddp).keys() == sd.keys()
 
 
+# ours -> ClassyVision's RegNet module names (classy_vision/models/anynet.py: ResBottleneckBlock's proj / bn and
+# BottleneckTransform's a, b, se.excitation, c, final_bn), under VISSL's trunk names
+_TO_CLASSY = {"conv1.conv": "f.a.0", "conv1.bn": "f.a.1", "conv2.conv": "f.b.0", "conv2.bn": "f.b.1",
+              "se.fc1": "f.se.excitation.0", "se.fc2": "f.se.excitation.2", "conv3.conv": "f.c",
+              "conv3.bn": "f.final_bn", "downsample.conv": "proj", "downsample.bn": "bn"}
+
+
+def vissl_checkpoint(model, ssl_heads: bool = False) -> dict:
+    """``model``'s weights as a VISSL checkpoint: trunk ``_feature_blocks.res{i+1}.block{i}-{j}``, heads ``0.clf.0``.
+
+    ``ssl_heads`` adds a SwAV projection head and prototypes (pre-training only, not part of the model).
+    """
+    trunk, heads = {}, {}
+    for k, v in model.state_dict().items():
+        module, param = k.rsplit(".", 1)
+        if module == "head.fc":
+            heads[f"0.clf.0.{param}"] = v
+            continue
+        m = re.match(r"^s(\d+)\.b(\d+)\.(.+)$", module)
+        if m:
+            trunk[f"_feature_blocks.res{int(m[1]) + 1}.block{m[1]}-{int(m[2]) - 1}.{_TO_CLASSY[m[3]]}.{param}"] = v
+        else:
+            trunk[f"_feature_blocks.conv1.stem.{ {'stem.conv': 0, 'stem.bn': 1}[module]}.{param}"] = v
+    if ssl_heads:
+        heads.update({"0.projection_head.0.weight": torch.randn(16, model.num_features),
+                      "0.projection_head.0.bias": torch.zeros(16), "0.prototypes0.weight": torch.randn(32, 16)})
+    return {"type": "checkpoint", "phase_idx": 78, "iteration": 1000, "train_phase_idx": 38,
+            "classy_state_dict": {"train": True, "loss": {}, "base_model": {
+                "model": {"trunk": trunk, "heads": heads}, "meta": {"model": {}}}}}
+
+
+@pytest.mark.parametrize("name, timm_name, num_classes, ssl_heads", [
+    ("regnety_200mf", "regnety_002", 10, False),  # a fine-tuned checkpoint (seer_ft_in1k's layout)
+    ("regnetx_200mf", "regnetx_002", 0, True),  # a SwAV pre-training trunk (seer's layout)
+])
+def test_vissl_checkpoint_converts_as_timms_filter_does(name, timm_name, num_classes, ssl_heads, randomize, tmp_path):
+    import timm
+
+    ref = randomize(regnet_zoo.create(name, num_classes=num_classes), seed=9)
+    ckpt = vissl_checkpoint(ref, ssl_heads=ssl_heads)
+    assert detect_format(ckpt) == "vissl"
+    sd = convert_state_dict(ckpt, "vissl")
+    ours = regnet_zoo.create(name, num_classes=num_classes).eval()
+    ours.load_state_dict(sd)  # strict: every tensor named, SSL heads dropped
+    torch.testing.assert_close(ours(X), ref(X), rtol=0, atol=0)
+    path = tmp_path / "model_final_checkpoint_phase78.torch"  # VISSL saves .torch pickles
+    torch.save(ckpt, path)
+    via_path = regnet_zoo.create(name, num_classes=num_classes, pretrained=str(path)).eval()
+    torch.testing.assert_close(via_path(X), ref(X), rtol=0, atol=0)
+    # the independent reference: timm's own loader and regnet checkpoint filter on the same file
+    theirs = timm.create_model(timm_name, pretrained=True, num_classes=num_classes,
+                               pretrained_cfg_overlay={"file": str(path), "num_classes": num_classes}).state_dict()
+    assert theirs.keys() == sd.keys()
+    for k, v in theirs.items():
+        assert torch.equal(v, sd[k]), k
+
+
+def test_vissl_checkpoints_that_do_not_convert_are_clear_errors(randomize):
+    ckpt = vissl_checkpoint(regnet_zoo.create("regnetx_200mf", num_classes=10))
+    heads = ckpt["classy_state_dict"]["base_model"]["model"]["heads"]
+    heads["0.channel_bn.weight"] = torch.ones(368)  # a linear-eval head with BN: not our classifier
+    with pytest.raises(WeightsError, match="heads.0.channel_bn.weight"):
+        convert_state_dict(ckpt)
+    with pytest.raises(WeightsError, match="trunk"):
+        convert_state_dict({"classy_state_dict": {"base_model": {"model": {"heads": {}}}}})
+
+
 def test_wrong_or_unknown_format_is_a_clear_error(randomize):
     import torchvision
 
@@ -201,6 +269,40 @@ def test_torchvision_origin_checks_the_hash_in_the_file_name(hub, randomize, tmp
     model = regnet_zoo.create("regnetx_800mf", pretrained="torchvision").eval()
     torch.testing.assert_close(model(X), ref(X), rtol=1e-5, atol=1e-5)
     assert model.pretrained_cfg["crop_pct"] == 0.9655 and model.pretrained_cfg["tag"] == "tv2_in1k"
+
+
+def test_torchvision_v1_tag_has_no_hub_copy_and_loads_torchvisions_file(hub, randomize, tmp_path, monkeypatch):
+    """tv_in1k: torchvision's IMAGENET1K_V1 file (sha256 prefix in its name checked), converted; no Hub request."""
+    import hashlib
+    import json
+
+    import torchvision
+
+    from regnet_zoo.weights.manifest import manifest_path
+
+    ref = randomize(torchvision.models.regnet_y_400mf(), seed=10)
+    torch.save(ref.state_dict(), tmp_path / "tv.pth")
+    data = (tmp_path / "tv.pth").read_bytes()
+    prefix = hashlib.sha256(data).hexdigest()[:8]
+    hub.static[f"tv/regnet_y_400mf-{prefix}.pth"] = data
+    monkeypatch.setenv("REGNET_ZOO_TORCHVISION_URL", f"{hub.url}/static/tv")
+    doc = json.loads(manifest_path().read_text())
+    (w,) = [w for w in doc["weights"] if (w["model"], w["tag"]) == ("regnety_400mf", "tv_in1k")]
+    assert "hub" not in w and w["origin"]["url"] == "https://download.pytorch.org/models/regnet_y_400mf-c65dace8.pth"
+    w["origin"]["url"] = f"https://download.pytorch.org/models/regnet_y_400mf-{prefix}.pth"
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("REGNET_ZOO_MANIFEST", str(tmp_path / "m.json"))
+    model = regnet_zoo.create("regnety_400mf", pretrained="tv_in1k").eval()
+    torch.testing.assert_close(model(X), ref(X), rtol=1e-5, atol=1e-5)
+    cfg = model.pretrained_cfg
+    assert (cfg["tag"], cfg["license"], cfg["crop_pct"], cfg["interpolation"]) == ("tv_in1k", "bsd-3-clause", 0.875,
+                                                                                 "bilinear")
+    assert "hf_hub_id" not in cfg and [r[1] for r in hub.requests] == [f"/static/tv/regnet_y_400mf-{prefix}.pth"]
+    from regnet_zoo.weights.manifest import load_manifest
+    from regnet_zoo.weights.resolve import download_file
+
+    path = download_file(load_manifest().get("regnety_400mf", "tv_in1k"))  # regnet-zoo download NAME.tv_in1k
+    assert path.endswith(f"regnet_y_400mf-{prefix}.pth") and len(hub.requests) == 1  # the cached original
 
 
 def test_pickle_that_is_not_plain_tensors_is_refused_without_unsafe_advice(tmp_path):

@@ -149,7 +149,7 @@ def test_pinned_sha256_in_the_manifest_is_checked(hub, pycls_weights, tmp_path, 
     real = hashlib.sha256(hub.files(repo_id)["model.safetensors"]).hexdigest()
     for pinned, ok in ((real, True), ("0" * 64, False)):
         for w in data["weights"]:
-            if w["hub"]["repo_id"] == repo_id:
+            if w.get("hub", {}).get("repo_id") == repo_id:
                 w["hub"]["sha256"] = pinned
         path = tmp_path / f"manifest_{ok}.json"
         path.write_text(json.dumps(data))

@@ -39,7 +39,7 @@ def test_schema_is_valid_and_every_entry_satisfies_it(doc):
 
 def test_loader_reads_every_entry(doc):
     m = load_manifest()
-    assert len(m) == len(doc["weights"]) == 61
+    assert len(m) == len(doc["weights"]) == 75
     assert {(e.model, e.tag) for e in m.entries} == {(w["model"], w["tag"]) for w in doc["weights"]}
     e = m.get("RegNetY-4.0GF")  # aliases work; the default comes first
     assert (e.model, e.tag, e.hub.repo_id) == ("regnety_4.0gf", "pycls_in1k", "timm/regnety_040.pycls_in1k")
@@ -62,12 +62,13 @@ def test_every_model_has_one_default_the_papers_weights_where_they_exist():
 
 
 def test_entries_agree_with_timms_pretrained_configs():
-    """timm publishes these files: same set of (architecture, tag), repo, licence, classes, preprocessing."""
+    """timm publishes the Hub files: same set of (architecture, tag), repo, licence, classes, preprocessing."""
     import timm
     from timm.models import get_pretrained_cfg
 
     m = load_manifest()
-    ours = {f"{get_entry(e.model).timm_name}.{e.tag}": e for e in m.entries}
+    ours = {f"{get_entry(e.model).timm_name}.{e.tag}": e for e in m.entries if e.hub is not None}
+    assert {e.name for e in m.entries if e.hub is None} == {e.name for e in m.entries if e.tag == "tv_in1k"}
     timm_names = {e.timm_name for e in MODELS.values()}
     assert set(ours) == {n for n in timm.list_pretrained("regnet*") if n.split(".")[0] in timm_names}
     for name, e in ours.items():
@@ -81,12 +82,26 @@ def test_entries_agree_with_timms_pretrained_configs():
             assert tuple(p.get("test_input_size", ())) == tuple(pc.test_input_size or ()), name
         if e.origin is not None and e.origin.format != "pycls":
             assert e.origin.url == pc.url, name
+    # every VISSL original timm knows is listed, but the one with VISSL's generic file name
+    seer = {n for n in ours if ours[n].source == "vissl" and get_pretrained_cfg(n).url}
+    assert {n for n in seer if ours[n].origin is None} == {"regnety_1280.seer"}
+    assert get_pretrained_cfg("regnety_1280.seer").url.endswith("/model_final_checkpoint_phase0.torch")
 
 
 def test_torchvision_entries_report_torchvisions_documented_metrics():
+    """Every torchvision weight set (V1, V2, SWAG) is an entry, with torchvision's metrics and eval transform."""
     from torchvision.models import regnet as tvr
+    from torchvision.transforms import InterpolationMode
 
     by_file = {w.url.rsplit("/", 1)[-1]: w for n in dir(tvr) if n.endswith("_Weights") for w in getattr(tvr, n)}
+    tags = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k", "IMAGENET1K_SWAG_E2E_V1": "swag_ft_in1k",
+            "IMAGENET1K_SWAG_LINEAR_V1": "swag_lc_in1k"}
+    listed = {e.origin.url.rsplit("/", 1)[-1]: e for e in load_manifest().entries if e.source == "torchvision"}
+    assert set(listed) == set(by_file)
+    for name, w in by_file.items():
+        e = listed[name]
+        assert e.tag == tags[w.name] and get_entry(e.model).torchvision_name == w.url.rsplit("/", 1)[-1].split(
+            "-")[0].removesuffix("_swag").removesuffix("_lc"), name
     checked = 0
     for e in load_manifest().entries:
         if e.source != "torchvision":
@@ -98,8 +113,11 @@ def test_torchvision_entries_report_torchvisions_documented_metrics():
         crop = w.transforms.keywords["crop_size"]
         resize = w.transforms.keywords.get("resize_size", 256)
         assert rep.input_size == crop and int(crop / e.preprocessing["crop_pct"]) == resize, e.name
+        interpolation = w.transforms.keywords.get("interpolation", InterpolationMode.BILINEAR)  # its default
+        assert rep.interpolation == e.preprocessing["interpolation"] == interpolation.value, e.name
+        assert e.preprocessing["input_size"][1:] == [crop, crop], e.name
         checked += 1
-    assert checked == 14 + 3 + 3  # tv2_in1k, swag_ft_in1k, swag_lc_in1k
+    assert checked == 14 + 14 + 3 + 3  # tv_in1k, tv2_in1k, swag_ft_in1k, swag_lc_in1k
 
 
 # pycls dev/model_error.json (the paper code's model zoo, commit 5719de6): (top1_err, top5_err) in percent
@@ -160,6 +178,10 @@ def test_pretrained_table_rows():
     assert swag["non_commercial"] and swag["license"] == "cc-by-nc-4.0" and swag["input_size"] == 384
     assert swag["pretrain_dataset"] == "instagram-3.6b" and swag["dataset"] == "imagenet-1k"
     assert by_name["regnety_16gf.sw_in12k"]["top1"] is None  # an 11821-class head: no ImageNet-1k accuracy
+    v1 = by_name["regnety_16gf.tv_in1k"]  # torchvision's V1: no Hub copy, torchvision's file and eval transform
+    assert (v1["license"], v1["input_size"], v1["crop_pct"], v1["interpolation"], v1["hub_repo"], v1["top1"]) == (
+        "bsd-3-clause", 224, 0.875, "bilinear", None, 80.424)
+    assert v1["origin_url"] == "https://download.pytorch.org/models/regnet_y_16gf-9e6ed7dd.pth"
     json.dumps(rows)  # the CLI prints it as JSON
     assert len(pretrained_table()) == len(load_manifest())
 
@@ -199,6 +221,8 @@ def test_preprocessing_becomes_timms_pretrained_cfg():
     (lambda d: d["weights"].append(copy.deepcopy(d["weights"][0])), "duplicate (model, tag)"),
     (lambda d: d["weights"][0].update(paper="nobody"), "unknown paper 'nobody'"),
     (lambda d: d["papers"]["regnet"].update(ids="2003.13678"), "papers/regnet/ids: '2003.13678' does not match"),
+    (lambda d: [d["weights"][0].pop(k) for k in ("hub", "origin")],  # neither: nothing to download
+     "is not valid under any of the given schemas"),
 ])
 def test_invalid_manifest_is_reported_precisely(doc, edit, message):
     bad = copy.deepcopy(doc)
@@ -260,4 +284,4 @@ def test_the_wheel_ships_the_manifest(tmp_path):
     assert res.returncode == 0, res.stderr
     pkg, path, n = res.stdout.split()
     assert pkg.startswith(str(site)) and path == str(site / "regnet_zoo" / "weights_manifest" / "manifest.json")
-    assert n == "61"
+    assert n == "75"
