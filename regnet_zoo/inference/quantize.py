@@ -2,8 +2,8 @@
 
 Why OpenVINO: measured side by side (``docs/deploy.md``, "Low precision") against torchao's PT2E
 ``X86InductorQuantizer`` + ``torch.compile`` and ONNX Runtime ``quantize_static`` (QDQ, per-channel),
-OpenVINO's int8 RegNets were the fastest at every size and batch (1.2-1.5x PT2E, 1.7-3.7x ONNX Runtime
-at batch 8), at the same accuracy, with no C++ compiler or compile step, and calibration in seconds.
+OpenVINO's int8 RegNets were the fastest at every size and batch measured (1.2-1.5x PT2E, 1.7-3.4x ONNX
+Runtime at batch 8), at the same accuracy, with no C++ compiler or compile step, and a portable file (IR).
 
 Flow: BN folded (``fuse_bn``) -> ``openvino.convert_model`` (batch axis dynamic, H x W of the calibration
 images) -> ``nncf.quantize`` (per-channel symmetric int8 weights, per-tensor 8-bit activations with
