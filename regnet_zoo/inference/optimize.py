@@ -1,18 +1,22 @@
-"""Inference speed-ups: channels_last memory format, ``torch.compile``, and the combined path.
+"""Inference speed-ups: BN folding, channels_last, bf16 / int8, ``torch.compile``, and the combined path.
 
 What helps depends on the model, batch and machine (see ``regnet-zoo benchmark``): on CPU, BN
-folding + channels_last (oneDNN's NHWC convolutions) usually help; ``torch.compile`` with inductor
-weight freezing can add more but costs compile time (and needs a C++ compiler on CPU).
+folding + channels_last (oneDNN's NHWC convolutions) usually help; bf16 helps where the CPU has bf16
+instructions (``avx512_bf16``, AMX); int8 (OpenVINO) helps most. ``torch.compile`` with inductor
+weight freezing adds more but costs compile time (and needs a C++ compiler on CPU).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 
 from regnet_zoo.inference.fuse import fuse_bn
+from regnet_zoo.inference.precision import BF16Inference, Precision, precision_name, require_bf16
+from regnet_zoo.inference.quantize import quantize_model
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
@@ -20,34 +24,82 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+class FrozenCompiled(nn.Module):
+    """A ``torch.compile``d module whose calls run with inductor weight freezing on.
+
+    Dynamo decides whether parameters become graph constants from the *global* inductor config at trace
+    time, so ``torch.compile(..., options={"freezing": True})`` alone leaves them graph inputs (no BN
+    folding, no oneDNN weight prepacking, no conv + ReLU fusion; checked in torch 2.14 on the generated
+    code); each call (and so each compilation or recompilation) therefore runs under
+    ``torch._inductor.config.patch(freezing=True)``. ``module`` is the original (uncompiled) model.
+    """
+
+    def __init__(self, module: nn.Module, compiled: nn.Module):
+        super().__init__()
+        self.module = module
+        self._compiled = [compiled]  # a list: not a registered submodule (no duplicate parameters)
+        for attr in ("pretrained_cfg", "num_classes", "in_chans"):
+            if hasattr(module, attr):
+                setattr(self, attr, getattr(module, attr))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        import torch._inductor.config as inductor_config  # heavy (inductor); loaded once on the first call
+
+        with inductor_config.patch(freezing=True):
+            return self._compiled[0](*args, **kwargs)
+
+
 def compile_model(model: nn.Module, *, freezing: bool = True, backend: str = "inductor", mode: str | None = None,
                   dynamic: bool | None = None, fullgraph: bool = True, **options: Any) -> nn.Module:
     """``torch.compile`` for inference (call under ``torch.inference_mode()`` / ``no_grad``).
 
-    ``freezing`` (inductor) treats the weights as constants: it folds remaining BN and prepacks
-    weights for oneDNN. Compilation happens on the first call (seconds to minutes).
+    ``freezing`` (inductor) treats the weights as constants: it folds remaining BN, prepacks weights
+    for oneDNN and fuses pointwise ops into the convolutions (``FrozenCompiled``). Compilation happens
+    on the first call (seconds to minutes).
     """
-    compile_options = {**({"freezing": True} if freezing and backend == "inductor" else {}), **options}
-    if mode is not None and compile_options:
+    if mode is not None and options:
         raise ValueError(f"torch.compile takes either mode or options, not both: got mode={mode!r} and options "
-                         f"{sorted(compile_options)} (pass freezing=False to use a mode)")
-    return torch.compile(model, backend=backend, mode=mode, dynamic=dynamic, fullgraph=fullgraph,
-                         options=compile_options or None)
+                         f"{sorted(options)}")
+    compiled = torch.compile(model, backend=backend, mode=mode, dynamic=dynamic, fullgraph=fullgraph,
+                             options=options or None)
+    return FrozenCompiled(model, compiled) if freezing and backend == "inductor" else compiled
 
 
-def optimize_for_inference(model: nn.Module, *, fuse: bool = True, channels_last: bool = True,
-                           compile: bool = False, **compile_kwargs: Any) -> nn.Module:
-    """Eval-mode copy of ``model`` with BN folded (``fuse``), NHWC weights, optionally compiled.
+def optimize_for_inference(model: nn.Module, dtype: Precision | torch.dtype = "fp32", *, fuse: bool = True,
+                           channels_last: bool = True, compile: bool = False, calibration: Any = None,
+                           num_images: int = 300, **compile_kwargs: Any) -> nn.Module:
+    """Eval-mode copy of ``model`` for fast CPU inference; the original model is not modified.
 
-    The original model is not modified. With ``channels_last``, inputs should be channels_last too.
+    * ``"fp32"``: BN folded (``fuse``), NHWC weights (``channels_last``; feed channels_last inputs),
+      optionally compiled. Returns the model itself (or ``FrozenCompiled``).
+    * ``"bf16"``: the same with bf16 weights, wrapped in ``BF16Inference``: takes float32 NCHW images
+      (any float dtype / layout) and returns float32 logits, computing in bf16 channels_last.
+      ``BF16UnsupportedError`` when the CPU cannot run oneDNN bf16 (a warning when it only emulates it).
+    * ``"int8"``: post-training static quantization (``quantize_model``, OpenVINO + NNCF) calibrated on
+      ``num_images`` images of ``calibration`` (required: a tensor, loader, DataModule, image folder or
+      ``"digits"``). Returns a ``QuantizedModel`` (float32 NCHW in, float32 logits out); OpenVINO
+      compiles it itself, so ``compile``, ``fuse`` and ``channels_last`` do not apply.
+
+    ``compile_kwargs`` go to ``compile_model``. An unknown ``dtype`` raises ``UnsupportedDtypeError``.
     """
-    model = fuse_bn(model) if fuse else _eval_copy(model)
+    precision = precision_name(dtype)
+    if precision == "int8":
+        if calibration is None:
+            raise ValueError("dtype='int8' needs calibration images: calibration=<tensor | DataLoader | DataModule | "
+                             "image folder | 'digits'> (a few hundred images preprocessed as for the model)")
+        return quantize_model(model, calibration, num_images=num_images)
+    if calibration is not None:
+        raise ValueError(f"calibration applies to dtype='int8' only, not {precision!r}")
+    if precision == "bf16":
+        require_bf16()
+    fast = fuse_bn(model) if fuse else copy.deepcopy(model).eval()
     if channels_last:
-        model = to_channels_last(model)
-    return compile_model(model, **compile_kwargs) if compile else model
-
-
-def _eval_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).eval()
+        fast = to_channels_last(fast)
+    if precision == "bf16":
+        fast = fast.to(torch.bfloat16)
+    if compile:
+        fast = compile_model(fast, **compile_kwargs)
+    if precision == "bf16":
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        return BF16Inference(fast, layout, source=model)
+    return fast
