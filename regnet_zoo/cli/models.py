@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--pretrained", action="store_true", help="list the published weight tags per model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_list)
-    p = subparsers.add_parser("info", help="per-stage depth, width, groups, bottleneck, SE of a model",
+    p = subparsers.add_parser("info", help="block, activation, head and per-stage depth, width, groups, SE of a model",
                               description="Architecture of one model.")
     p.add_argument("name", help="model name or alias, e.g. RegNetY-4.0GF")
     p.add_argument("--resolution", type=positive_int, default=224, help="input size in pixels (default 224)")
@@ -87,6 +87,9 @@ def run_info(a: argparse.Namespace) -> int:
     print(f"  generator: d={c.depth} w0={c.w0} wa={c.wa} wm={c.wm} g={c.group_width} bot_mul={c.bot_mul} "
           f"(the paper's b = 1/bot_mul) se_ratio={c.se_ratio} rounding={c.rounding}")
     print(f"  SE: {'yes, width = ' + str(c.se_ratio) + ' x block input width' if c.se_ratio else 'no'}")
+    block = {"x": "residual bottleneck (X/Y)", "z": "inverted bottleneck, linear output (Z)"}[c.block]
+    head = f"1x1 conv to {c.head_width}, then pool + linear" if c.head_width else "pool + linear"
+    print(f"  block: {c.block} = {block}; activation: {c.activation}; stem width {c.stem_width}; head: {head}")
     print(f"  {'stage':<6} {'depth':>5} {'width':>6} {'group w':>8} {'groups':>7} {'bot_mul':>8} "
           f"{'flops':>9} {'params':>9} {'acts':>9}")
     for s, sc in zip(stages, cx["stages"][1:-1]):

@@ -37,6 +37,14 @@ def test_info():
     assert info["stages"][0]["se_width_first_block"] == 8  # 0.25 x the stem's 32 channels
 
 
+def test_info_block_activation_head():
+    # pycls configs/fast_scaling/RegNetZ-500MF: BLOCK_TYPE res_bottleneck_linear_block, ACTIVATION silu, HEAD_W 1024
+    z = run("info", "regnetz_500mf").stdout
+    assert "block: z" in z and "activation: silu" in z and "1x1 conv to 1024" in z
+    x = run("info", "regnetx_200mf").stdout
+    assert "block: x" in x and "activation: relu" in x and "head: pool + linear" in x
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (("info", "regnetx_8gff"), 2, "regnetx_8.0gf"),  # the closest names
     (("list", "--resolution", "0"), 2, "--resolution"),
