@@ -26,7 +26,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import yaml
-from jsonargparse import ActionConfigFile, Path, get_config_read_mode, get_loader
+from jsonargparse import ActionConfigFile, Path, get_loader
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -101,7 +101,7 @@ class RecipeConfigFile(ActionConfigFile):
         ActionConfigFile.apply_config(parser, cfg, dest, chain[0][0])  # the base of all: read as a file
         for path, settings in chain[1:]:  # overlays without their __base__ key, applied as config strings
             ActionConfigFile.apply_config(parser, cfg, dest, json.dumps(settings))
-            cfg[dest][-1] = Path(path, mode=get_config_read_mode())  # record the file, not None
+            cfg[dest][-1] = Path(path, mode="fr")  # record the file (a readable one), not None
         return None
 
 
