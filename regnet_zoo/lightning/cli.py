@@ -9,7 +9,8 @@ into a checkpoint folder holding an earlier run's checkpoints unless ``--overwri
 them) or ``--ckpt_path last`` (which resumes the run); links the data's ``num_classes`` and
 ``in_chans`` to the model; writes checkpoints atomically (``AtomicCheckpointIO``); logs to CSV under
 ``<default_root_dir>/logs`` unless a logger is configured; makes ``--trainer.sync_batchnorm true`` keep
-the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); prints a report after ``fit``; writes
+the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); lets a recipe build on another
+(a top-level ``__base__: FILE``, see ``RecipeConfigFile``); prints a report after ``fit``; writes
 ``predict`` output as CSV; and can export the best weights in ``save_pretrained`` format
 (``--export_dir``) and push them (``--push_to_hub``).
 """
@@ -17,11 +18,15 @@ the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); prints a 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 import warnings
 from typing import Any
 
+import lightning.pytorch as pl
+import yaml
+from jsonargparse import ActionConfigFile, Path, get_loader
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -33,13 +38,71 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
 from regnet_zoo.lightning.checkpoint_io import AtomicCheckpointIO, local_path
 from regnet_zoo.lightning.data import ClassificationDataModule
-from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RunFolderError
+from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RecipeError, RunFolderError
 from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.module import RegNetClassifier
 from regnet_zoo.lightning.sync_batchnorm import TimmSyncBatchNorm
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CHECKPOINT_NAMES = ("best", "hpc")  # other ckpt_path words Lightning resolves itself
+BASE_KEY = "__base__"  # a recipe's top-level key naming the recipe it overrides
+
+
+def recipe_chain(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
+    """The recipe at ``path`` and the recipes it builds on, base first, each ``(path, settings)``.
+
+    A recipe's top-level ``__base__: FILE`` (relative to that recipe's folder) names the recipe whose
+    settings it overrides; the base may name its own. ``settings`` is the file's mapping without
+    ``__base__``, read with jsonargparse's YAML loader. Raises ``RecipeError`` for a base that does
+    not exist or cannot be read, a ``__base__`` that is not a file name, or a cycle.
+    """
+    chain: list[tuple[str, dict[str, Any]]] = []
+    current, named_by = os.path.abspath(path), None
+    while True:
+        if any(current == p for p, _ in chain):
+            cycle = " -> ".join([*(p for p, _ in reversed(chain)), current])
+            raise RecipeError(f"recipe {BASE_KEY} cycle: {cycle}")
+        try:
+            with open(current, encoding="utf-8") as f:
+                settings = get_loader("yaml")(f.read())
+        except (OSError, yaml.YAMLError) as e:
+            where = f" ({BASE_KEY} of {named_by})" if named_by else ""
+            raise RecipeError(f"recipe {current}{where} cannot be read: {e}") from e
+        if not isinstance(settings, dict):
+            raise RecipeError(f"recipe {current} is not a mapping of settings")
+        base = settings.pop(BASE_KEY, None)
+        chain.insert(0, (current, settings))
+        if base is None:
+            return chain
+        if not isinstance(base, str) or not base:
+            raise RecipeError(f"{BASE_KEY} in {current} must be a file name, got {base!r}")
+        current, named_by = os.path.abspath(os.path.join(os.path.dirname(current), base)), current
+
+
+class RecipeConfigFile(ActionConfigFile):
+    """``--config FILE`` where FILE may build on another recipe (top-level ``__base__: BASE``).
+
+    ``--config OVERLAY`` with ``__base__: BASE`` in it means ``--config BASE --config OVERLAY``
+    (jsonargparse's merge of successive configs: later values win, lists are replaced), bases of
+    bases first. ``__base__`` is relative to the file that names it. Files without ``__base__`` and
+    config strings are read by jsonargparse as usual; an unknown key in any file is its usual error.
+    Relative paths inside a file that has a ``__base__`` are read as on the command line (from the
+    working directory), not from that file's folder.
+    """
+
+    @staticmethod
+    def apply_config(parser: Any, cfg: Any, dest: str, value: Any) -> None:
+        if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+            return ActionConfigFile.apply_config(parser, cfg, dest, value)
+        try:
+            chain = recipe_chain(value)
+        except RecipeError as e:  # jsonargparse turns a TypeError into its usage error (exit status 2)
+            raise TypeError(f'Parser key "{dest}": {e}') from e
+        ActionConfigFile.apply_config(parser, cfg, dest, chain[0][0])  # the base of all: read as a file
+        for path, settings in chain[1:]:  # overlays without their __base__ key, applied as config strings
+            ActionConfigFile.apply_config(parser, cfg, dest, json.dumps(settings))
+            cfg[dest][-1] = Path(path, mode="fr")  # record the file (a readable one), not None
+        return None
 
 
 def checkpoint_files(folder: str) -> list[str]:
@@ -84,6 +147,14 @@ class RegNetCLI(LightningCLI):
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(RegNetClassifier, ClassificationDataModule, subclass_mode_data=True,
                              seed_everything_default=0, auto_configure_optimizers=False, args=args, run=run, **kwargs)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser with ``RecipeConfigFile`` as its ``--config``."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=RecipeConfigFile,
+                            help="Path to a configuration file in json or yaml format (may name a __base__ recipe).")
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")

@@ -13,3 +13,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class RunFolderError(ValueError):
     """A fresh run into a checkpoint folder holding an earlier run's checkpoints, or a missing checkpoint."""
+
+
+class RecipeError(ValueError):
+    """A recipe's ``__base__`` is missing, unreadable, not a file name, or part of a cycle."""
