@@ -153,10 +153,6 @@ class ClassificationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def _epoch(self) -> int | None:
-        trainer = self.trainer
-        return None if trainer is None else trainer.current_epoch
-
     def _loader_kwargs(self) -> dict[str, Any]:
         return dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
                     persistent_workers=self.persistent_workers)
