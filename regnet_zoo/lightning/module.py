@@ -1,10 +1,7 @@
 """``RegNetClassifier``: a LightningModule training any RegNet/AnyNet with the paper's recipe.
 
-The optimizer and schedule are the paper code's (pycls ``OPTIM``): SGD, momentum 0.9, Nesterov,
-weight decay 5e-5, LR ``base_lr`` per ``reference_batch_size`` images scaled linearly with the global
-batch size, linear warmup from 0.1x over 5 epochs, half-period cosine to 0, stepped per optimizer step
-(``lr_interval="epoch"`` steps it once per epoch as pycls did). Enhancements are switches: label
-smoothing, MixUp/CutMix, DropPath, EMA of weights, channels_last, ``torch.compile``.
+The optimizer and schedule are the paper code's (pycls ``OPTIM``, see the class's arguments); the LR
+schedule is stepped per optimizer step (``lr_interval="epoch"``: once per epoch, as pycls did).
 """
 
 from __future__ import annotations

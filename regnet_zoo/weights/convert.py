@@ -1,27 +1,14 @@
 """Convert RegNet state dicts of other code bases to ours (= timm's layout, RGB input), and back.
 
-Import formats:
+Import formats (the key tables below map their module names to ours): ``pycls`` (the paper's
+``.pyth``; pycls feeds **BGR** images, so the stem conv's input channels are flipped to RGB),
+``torchvision`` (``regnet_*``), ``transformers`` (``RegNetForImageClassification`` / ``RegNetModel``),
+``vissl`` (VISSL / ClassyVision, the SEER weights; renamed as timm's ``regnet`` filter does, the
+self-supervised heads dropped) and ``timm`` (identity). Checkpoint wrappers and key prefixes
+(``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells the formats apart.
 
-* ``pycls``: the paper's code (``.pyth`` checkpoints with ``model_state``; keys ``s1.b1.f.a``,
-  ``f.a_bn``, ``f.se.f_ex.0``, ``proj``, ``bn`` ...). pycls feeds **BGR** images, so the stem conv's
-  input channels are flipped to take RGB.
-* ``torchvision``: ``torchvision.models.regnet_*`` (``stem.0``, ``trunk_output.block1.block1-0.f.a.0``...).
-* ``transformers``: ``RegNetForImageClassification`` / ``RegNetModel`` (``regnet.embedder...``,
-  ``encoder.stages.0.layers.0.layer.1.convolution``...).
-* ``vissl``: VISSL / ClassyVision checkpoints (the SEER weights: ``classy_state_dict`` ->
-  ``base_model.model.trunk`` with ``_feature_blocks.res2.block1-0.f.a.0``..., ``heads`` with
-  ``0.clf.0`` for a fine-tuned classifier), renamed as timm's ``regnet`` filter does; the
-  self-supervised heads (``projection_head``, ``prototypes``) are dropped.
-* ``timm``: timm's ``regnet*`` (and ours): identity.
-
-Checkpoint wrappers (``model_state``/``ema_state``, ``state_dict``, ``model``, ``classy_state_dict``)
-and key prefixes (``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells
-the formats apart.
-
-Export (``export_layout``): our model or state dict -> torchvision's ``regnet_*`` state dict, or a
-transformers ``RegNetForImageClassification`` folder (config.json + model.safetensors); both load with
-``strict=True`` and compute the same outputs. Models those libraries cannot build (another stem,
-block, activation, pooling, stride or group-width rule) raise ``ExportError`` naming the rule.
+Export (``export_layout``): torchvision's or transformers' layout, loading there with ``strict=True``;
+models those libraries cannot build raise ``ExportError`` naming the rule.
 """
 
 from __future__ import annotations
