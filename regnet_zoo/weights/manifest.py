@@ -50,10 +50,6 @@ class Reported:
     interpolation: str
     url: str | None = None
 
-    def describe(self) -> str:
-        return (f"{self.top1:.2f} / {self.top5:.2f} ({self.reference}; {self.input_size}px, crop_pct "
-                f"{self.crop_pct}, {self.interpolation})")
-
 
 @dataclass(frozen=True)
 class HubFile:
