@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from regnet_zoo.cli import fail
@@ -139,12 +138,9 @@ def run_download(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- convert
 def run_convert(a: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
-
-    from regnet_zoo.fileio import atomic_write
     from regnet_zoo.sources import identify_model, model_with_weights
     from regnet_zoo.weights.apply import Pretrained, read_state_dict
-    from regnet_zoo.weights.convert import convert_state_dict, detect_format, export_layout
+    from regnet_zoo.weights.convert import convert_state_dict, detect_format, export_layout, save_tensors
     from regnet_zoo.weights.publish import save_pretrained
     from regnet_zoo.weights.resolve import origin_file_cfg
 
@@ -164,9 +160,7 @@ def run_convert(a: argparse.Namespace) -> int:
         elif to_folder:
             save_pretrained(net, a.output, license=a.license)
         else:
-            Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-            tensors = {k: v.contiguous() for k, v in (net.state_dict() if net else sd).items()}
-            atomic_write(a.output, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+            save_tensors(net.state_dict() if net else sd, a.output)
     except (WeightsError, UnknownModelError, ValueError) as e:  # ExportError is a WeightsError
         return fail("convert", e)
     checked = f"checked against {name}" if name else "no registry model matches: NOT checked"

@@ -390,9 +390,12 @@ def _transformers_target(model: AnyNet, sd: dict[str, torch.Tensor]) -> tuple[An
     return config, hf_sd
 
 
-def _save_tensors(sd: Mapping[str, torch.Tensor], path: Path) -> None:
+def save_tensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write a state dict atomically: safetensors for a ``.safetensors`` path, else ``torch.save``."""
     from safetensors.torch import save_file
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in sd.items()}
     if path.suffix == ".safetensors":
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
@@ -422,13 +425,12 @@ def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, o
     model, sd = _model_for(model_or_state_dict)
     if to == "torchvision":
         builder = torchvision_builder(model)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _save_tensors(to_torchvision(sd), out)
+        save_tensors(to_torchvision(sd), out)
         return Export(to, (out,), f"torchvision.models.{builder}(num_classes={model.num_classes})"
                                   ".load_state_dict(state_dict)")
     config, hf_sd = _transformers_target(model, sd)
     out.mkdir(parents=True, exist_ok=True)
-    _save_tensors(hf_sd, out / "model.safetensors")
+    save_tensors(hf_sd, out / "model.safetensors")
     atomic_write(out / "config.json", config.to_json_string())
     return Export(to, (out / "config.json", out / "model.safetensors"),
                   f"transformers.RegNetForImageClassification.from_pretrained({str(out)!r})")
