@@ -23,6 +23,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
+from regnet_zoo.factory import create
 from regnet_zoo.lightning.errors import NonFiniteLossError
 from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.schedule import (
@@ -35,6 +36,7 @@ from regnet_zoo.lightning.schedule import (
     scaled_lr,
 )
 from regnet_zoo.lightning.sync_batchnorm import torch_converted_norm_act
+from regnet_zoo.weights import publish
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -137,8 +139,6 @@ class RegNetClassifier(L.LightningModule):
         if not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
         self.save_hyperparameters()
-        from regnet_zoo.factory import create
-
         self.model = create(name or model, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
                             drop_rate=drop_rate, drop_path_rate=drop_path_rate, zero_init_last=zero_init_last)
         if channels_last:
@@ -437,12 +437,8 @@ class RegNetClassifier(L.LightningModule):
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> Any:
         """Write the evaluation weights in ``regnet_zoo.save_pretrained`` format (safetensors + config)."""
-        from regnet_zoo.weights.publish import save_pretrained
-
-        return save_pretrained(self.export_model(), save_directory, **kwargs)
+        return publish.save_pretrained(self.export_model(), save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Upload the evaluation weights with ``regnet_zoo.push_to_hub``."""
-        from regnet_zoo.weights.publish import push_to_hub
-
-        return push_to_hub(self.export_model(), repo_id, **kwargs)
+        return publish.push_to_hub(self.export_model(), repo_id, **kwargs)
