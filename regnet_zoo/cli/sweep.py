@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 from regnet_zoo.cli import fail
@@ -153,19 +154,15 @@ def run_train(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.records import SweepFileError, read_trials
     from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
 
-    def limit(v):
-        return None if v is None else (int(v) if v >= 1 else v)
-
     try:
         trials = [t for path in a.trials for t in read_trials(path)]
         if len({t["id"] for t in trials}) != len(trials):
             raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
-        settings = TrainSettings(data=a.data, epochs=a.epochs, batch_size=a.batch_size, base_lr=a.lr,
-                                 warmup_epochs=a.warmup_epochs, zero_init_last=a.zero_init_last,
-                                 weight_decay=a.weight_decay, num_workers=a.num_workers,
-                                 image_size=a.image_size, seed=a.seed, threads=a.threads, augment=a.augment,
-                                 accelerator=a.accelerator, limit_train_batches=limit(a.limit_train_batches),
-                                 limit_val_batches=limit(a.limit_val_batches))
+        options = {f.name: getattr(a, f.name) for f in fields(TrainSettings) if f.name != "base_lr"}
+        for key in ("limit_train_batches", "limit_val_batches"):
+            if options[key] is not None and options[key] >= 1:
+                options[key] = int(options[key])  # a count of batches (below 1: a fraction of them)
+        settings = TrainSettings(base_lr=a.lr, **options)
     except (SweepFileError, ValueError) as e:
         return fail("sweep train", e, 2)
 
