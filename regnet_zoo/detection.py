@@ -181,23 +181,27 @@ def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any]) -> dict[st
     return out
 
 
-def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, trainable_stages, frozen_bn,
-                  out_channels, backbone_kwargs) -> BackboneWithFPN:
-    """The detector builders' backbone: their named arguments plus ``backbone_kwargs``."""
-    return regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
-                               extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
-                               out_channels=out_channels, **(backbone_kwargs or {}))
-
-
-def _rcnn_parts(backbone: BackboneWithFPN, kwargs: dict[str, Any], mask: bool) -> dict[str, Any]:
+def _detector(cls: type[nn.Module], model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+              frozen_bn, out_channels, backbone_kwargs, detector_kwargs) -> nn.Module:
+    """``cls`` (a torchvision detector) on ``regnet_fpn_backbone``: the builders' arguments plus
+    ``backbone_kwargs``; anchors, RoI pooling and normalisation sized to the backbone unless given."""
+    retina = cls is RetinaNet
+    extra_blocks = LastLevelP6P7(out_channels, out_channels) if retina else LastLevelMaxPool()
+    backbone = regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
+                                   extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
+                                   out_channels=out_channels, **(backbone_kwargs or {}))
     maps = feature_maps(backbone)
-    stage_maps = [n for n, _ in maps if n.isdigit()]
-    parts = dict(rpn_anchor_generator=default_anchor_generator([s for _, s in maps], RCNN_ANCHOR_SIZE_PER_STRIDE),
-                 box_roi_pool=MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2),
-                 **_normalisation(backbone, kwargs))
-    if mask:
+    strides, stage_maps = [s for _, s in maps], [n for n, _ in maps if n.isdigit()]
+    parts = _normalisation(backbone, detector_kwargs)
+    if retina:
+        parts["anchor_generator"] = default_anchor_generator(strides, RETINANET_ANCHOR_SIZE_PER_STRIDE,
+                                                             scales_per_octave=3)
+    else:
+        parts["rpn_anchor_generator"] = default_anchor_generator(strides, RCNN_ANCHOR_SIZE_PER_STRIDE)
+        parts["box_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2)
+    if cls is MaskRCNN:
         parts["mask_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=14, sampling_ratio=2)
-    return {**parts, **kwargs}
+    return cls(backbone, num_classes=num_classes, **{**parts, **detector_kwargs})
 
 
 def fasterrcnn_regnet_fpn(
@@ -218,9 +222,8 @@ def fasterrcnn_regnet_fpn(
     with the backbone's ``pretrained_cfg`` mean / std; ``detector_kwargs`` go to ``FasterRCNN``
     (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
     """
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    return FasterRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=False))
+    return _detector(FasterRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 def maskrcnn_regnet_fpn(
@@ -236,9 +239,8 @@ def maskrcnn_regnet_fpn(
     **detector_kwargs: Any,
 ) -> MaskRCNN:
     """torchvision ``MaskRCNN`` on a RegNet-FPN backbone (arguments as ``fasterrcnn_regnet_fpn``)."""
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    return MaskRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=True))
+    return _detector(MaskRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 def retinanet_regnet_fpn(
@@ -255,13 +257,8 @@ def retinanet_regnet_fpn(
 ) -> RetinaNet:
     """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5); anchors 4 x stride
     with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as ``fasterrcnn_regnet_fpn``)."""
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelP6P7(out_channels, out_channels),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    parts = _normalisation(backbone, detector_kwargs)
-    if "anchor_generator" not in detector_kwargs:
-        parts["anchor_generator"] = default_anchor_generator([s for _, s in feature_maps(backbone)],
-                                                             RETINANET_ANCHOR_SIZE_PER_STRIDE, scales_per_octave=3)
-    return RetinaNet(backbone, num_classes=num_classes, **parts, **detector_kwargs)
+    return _detector(RetinaNet, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 __all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "feature_maps", "freeze_stages",
