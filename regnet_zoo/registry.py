@@ -53,11 +53,7 @@ class ModelEntry:
         if self.torchvision_name:
             names.append(self.torchvision_name)
         names.extend(self.extra_aliases)
-        out: list[str] = []
-        for n in names:
-            if n and n not in out:
-                out.append(n)
-        return tuple(out)
+        return tuple(dict.fromkeys(n for n in names if n))
 
 
 def _mflops(flops: str) -> int | None:
@@ -191,11 +187,7 @@ def list_models(pattern: str | None = None, paper_only: bool = False) -> list[st
 def closest_names(name: str, n: int = 5) -> list[str]:
     """Registered names closest to ``name`` (canonical names and aliases)."""
     keys = difflib.get_close_matches(normalize(name), list(_ALIASES), n=3 * n, cutoff=0.5)
-    out: list[str] = []
-    for k in keys:
-        if _ALIASES[k] not in out:
-            out.append(_ALIASES[k])
-    return out[:n]
+    return list(dict.fromkeys(_ALIASES[k] for k in keys))[:n]
 
 
 def get_entry(name: str) -> ModelEntry:
