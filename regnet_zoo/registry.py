@@ -132,10 +132,6 @@ _Z = [
 _SEER = [("RegNetY-10B", None, 27, 1744, 620.83, 2.52, 1010)]
 
 
-def _canonical(display: str) -> str:
-    return display.lower().replace("-", "_")
-
-
 def _torchvision_style(display: str) -> str:
     """'RegNetY-4.0GF' -> 'regnet_y_4gf', 'RegNetX-1.6GF' -> 'regnet_x_1_6gf'."""
     fam, flops = display.split("-", 1)
@@ -153,7 +149,7 @@ def _build() -> dict[str, ModelEntry]:
         cfg = RegNetCfg(depth=d, w0=w0, wa=wa, wm=wm, group_width=g, se_ratio=se, **kw)
         # torchvision-style name for models torchvision lacks (its own names come from the table)
         tv_style = () if tv or display in _TV else (_torchvision_style(display),)
-        e = ModelEntry(_canonical(display), cfg, display, timm_name, tv, paper,
+        e = ModelEntry(normalize(display), cfg, display, timm_name, tv, paper,
                        f"{display}{' (not in the paper)' if not paper else ''}", tv_style)
         entries[e.name] = e
         if display in _TV:
