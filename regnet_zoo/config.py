@@ -28,14 +28,23 @@ class BlockConfigError(ValueError):
     """A stage its block cannot build (bottleneck width not an integer, or not a multiple of the group width)."""
 
 
-def _check_block(block: Any, activation: Any, head_width: Any) -> None:
-    """The block type, activation and head width fields shared by both configs."""
-    if block not in BLOCKS:
+def _check_network(cfg: AnyNetCfg | RegNetCfg) -> None:
+    """The stem width, SE ratio, block type, activation and head width fields of both configs."""
+    _check_int("stem_width", cfg.stem_width, 1)
+    if not 0 <= cfg.se_ratio < 1:
+        raise ValueError(f"se_ratio must be in [0, 1), got {cfg.se_ratio!r}")
+    if cfg.block not in BLOCKS:
         raise ValueError(f"block must be one of {BLOCKS} (x: RegNetX/Y bottleneck, z: RegNetZ linear "
-                         f"inverted bottleneck), got {block!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    _check_int("head_width", head_width, 0)
+                         f"inverted bottleneck), got {cfg.block!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
+    _check_int("head_width", cfg.head_width, 0)
+
+
+def _check_bottleneck(cfg: StageCfg | RegNetCfg) -> None:
+    _check_int("group_width", cfg.group_width, 1)
+    if not cfg.bot_mul > 0:
+        raise ValueError(f"bot_mul must be > 0, got {cfg.bot_mul!r}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -60,10 +69,8 @@ class StageCfg:
     def __post_init__(self) -> None:
         _check_int("depth", self.depth, 1)
         _check_int("width", self.width, 1)
-        _check_int("group_width", self.group_width, 1)
         _check_int("stride", self.stride, 1)
-        if not self.bot_mul > 0:
-            raise ValueError(f"bot_mul must be > 0, got {self.bot_mul!r}")
+        _check_bottleneck(self)
         w_b = int(round(self.width * self.bot_mul))
         fix = "use generator.adjust_block_compatibility to fix the widths"
         if abs(self.width * self.bot_mul - w_b) > 1e-6:
@@ -109,10 +116,7 @@ class AnyNetCfg:
             s if isinstance(s, StageCfg) else StageCfg(**s) for s in self.stages))
         if not self.stages:
             raise ValueError("stages must hold at least one StageCfg")
-        _check_int("stem_width", self.stem_width, 1)
-        if not 0 <= self.se_ratio < 1:
-            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
-        _check_block(self.block, self.activation, self.head_width)
+        _check_network(self)
 
     @property
     def depths(self) -> list[int]:
@@ -176,15 +180,10 @@ class RegNetCfg:
 
     def __post_init__(self) -> None:
         check_regnet_params(self.w0, self.wa, self.wm, self.depth, self.q)
-        _check_int("group_width", self.group_width, 1)
-        _check_int("stem_width", self.stem_width, 1)
-        if not self.bot_mul > 0:
-            raise ValueError(f"bot_mul must be > 0, got {self.bot_mul!r}")
-        if not 0 <= self.se_ratio < 1:
-            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
+        _check_bottleneck(self)
+        _check_network(self)
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
-        _check_block(self.block, self.activation, self.head_width)
         plan = generate_regnet(
             self.w0, self.wa, self.wm, self.depth, self.group_width, self.bot_mul, self.q, self.rounding)
         object.__setattr__(self, "_plan", plan)

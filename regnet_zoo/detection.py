@@ -1,17 +1,8 @@
-"""RegNet-FPN detection backbones and torchvision detectors (Faster/Mask R-CNN, RetinaNet).
+"""RegNet-FPN detection backbones and torchvision detectors (Faster/Mask R-CNN, RetinaNet) on them.
 
-``regnet_fpn_backbone("regnetx_3.2gf", pretrained=True)`` is torchvision's own
-``BackboneWithFPN`` around a zoo model: ``body`` returns the stage outputs picked by
-``returned_stages`` (named "0", "1", ...), ``fpn`` maps them to ``out_channels`` channels and adds
-extra levels ("pool" for ``LastLevelMaxPool``, "p6"/"p7" for ``LastLevelP6P7``). Freezing follows
-torchvision's ResNet-FPN recipe: with ImageNet weights, BN is frozen (timm's
-``freeze_batch_norm_2d``, which keeps the ReLU that our ``BatchNormAct2d`` layers carry) and only the
-last 3 stages train; from scratch everything trains.
-
-The detector builders size the anchors by each map's stride (R-CNN: 8 x stride, i.e. torchvision's
-32 ... 512 on strides 4 ... 64; RetinaNet: 4 x stride with 3 scales per octave, 32 ... 512 on strides
-8 ... 128) and normalise images with the backbone's ``pretrained_cfg`` mean / std (the statistics its
-weights were trained with) unless ``image_mean`` / ``image_std`` are given.
+``regnet_fpn_backbone`` is torchvision's own ``BackboneWithFPN`` around a zoo model, frozen as
+torchvision's ResNet-FPN recipe does; the detector builders size the anchors by each map's stride and
+normalise images with the backbone's ``pretrained_cfg`` mean / std.
 """
 
 from __future__ import annotations
@@ -110,7 +101,7 @@ def regnet_fpn_backbone(
         frozen_bn = bool(pretrained)
     freeze_stages(net, trainable_stages)
     if frozen_bn:
-        net = freeze_batch_norm_2d(net)
+        net = freeze_batch_norm_2d(net)  # timm's: keeps the ReLU our BatchNormAct2d layers carry
     return_layers = {f"s{s}": str(i) for i, s in enumerate(returned)}
     in_channels = [net.feature_info[s]["num_chs"] for s in returned]
     backbone = BackboneWithFPN(net, return_layers, in_channels, out_channels,
@@ -171,13 +162,12 @@ def default_anchor_generator(strides: Sequence[int], size_per_stride: int = RCNN
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
-def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any], mean_key: str = "image_mean",
-                   std_key: str = "image_std") -> dict[str, Any]:
+def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The detector's image mean / std: the backbone's ``pretrained_cfg`` statistics unless given."""
     cfg = getattr(backbone, "pretrained_cfg", {})
     in_chans = backbone.body.stem.in_chans
     out = {}
-    for key, cfg_key in ((mean_key, "mean"), (std_key, "std")):
+    for key, cfg_key in (("image_mean", "mean"), ("image_std", "std")):
         if key in kwargs:  # explicit arguments win (None: torchvision's ImageNet defaults)
             continue
         value = cfg.get(cfg_key)
@@ -185,29 +175,33 @@ def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any], mean_key: 
             continue
         if len(value) != in_chans:
             raise ValueError(f"the backbone takes {in_chans} input channels but its pretrained_cfg {cfg_key} has "
-                             f"{len(value)} values {tuple(value)}; pass {mean_key} and {std_key} with {in_chans} "
+                             f"{len(value)} values {tuple(value)}; pass image_mean and image_std with {in_chans} "
                              "values")
         out[key] = [float(v) for v in value]
     return out
 
 
-def _backbone_for(model, pretrained_backbone, returned_stages, extra_blocks, trainable_stages, frozen_bn,
-                  out_channels, backbone_kwargs) -> BackboneWithFPN:
-    """The detector builders' backbone: their named arguments plus ``backbone_kwargs``."""
-    return regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
-                               extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
-                               out_channels=out_channels, **(backbone_kwargs or {}))
-
-
-def _rcnn_parts(backbone: BackboneWithFPN, kwargs: dict[str, Any], mask: bool) -> dict[str, Any]:
+def _detector(cls: type[nn.Module], model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+              frozen_bn, out_channels, backbone_kwargs, detector_kwargs) -> nn.Module:
+    """``cls`` (a torchvision detector) on ``regnet_fpn_backbone``: the builders' arguments plus
+    ``backbone_kwargs``; anchors, RoI pooling and normalisation sized to the backbone unless given."""
+    retina = cls is RetinaNet
+    extra_blocks = LastLevelP6P7(out_channels, out_channels) if retina else LastLevelMaxPool()
+    backbone = regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
+                                   extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
+                                   out_channels=out_channels, **(backbone_kwargs or {}))
     maps = feature_maps(backbone)
-    stage_maps = [n for n, _ in maps if n.isdigit()]
-    parts = dict(rpn_anchor_generator=default_anchor_generator([s for _, s in maps], RCNN_ANCHOR_SIZE_PER_STRIDE),
-                 box_roi_pool=MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2),
-                 **_normalisation(backbone, kwargs))
-    if mask:
+    strides, stage_maps = [s for _, s in maps], [n for n, _ in maps if n.isdigit()]
+    parts = _normalisation(backbone, detector_kwargs)
+    if retina:
+        parts["anchor_generator"] = default_anchor_generator(strides, RETINANET_ANCHOR_SIZE_PER_STRIDE,
+                                                             scales_per_octave=3)
+    else:
+        parts["rpn_anchor_generator"] = default_anchor_generator(strides, RCNN_ANCHOR_SIZE_PER_STRIDE)
+        parts["box_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=7, sampling_ratio=2)
+    if cls is MaskRCNN:
         parts["mask_roi_pool"] = MultiScaleRoIAlign(stage_maps, output_size=14, sampling_ratio=2)
-    return {**parts, **kwargs}
+    return cls(backbone, num_classes=num_classes, **{**parts, **detector_kwargs})
 
 
 def fasterrcnn_regnet_fpn(
@@ -228,9 +222,8 @@ def fasterrcnn_regnet_fpn(
     with the backbone's ``pretrained_cfg`` mean / std; ``detector_kwargs`` go to ``FasterRCNN``
     (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
     """
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    return FasterRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=False))
+    return _detector(FasterRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 def maskrcnn_regnet_fpn(
@@ -246,9 +239,8 @@ def maskrcnn_regnet_fpn(
     **detector_kwargs: Any,
 ) -> MaskRCNN:
     """torchvision ``MaskRCNN`` on a RegNet-FPN backbone (arguments as ``fasterrcnn_regnet_fpn``)."""
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelMaxPool(),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    return MaskRCNN(backbone, num_classes=num_classes, **_rcnn_parts(backbone, detector_kwargs, mask=True))
+    return _detector(MaskRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 def retinanet_regnet_fpn(
@@ -265,13 +257,8 @@ def retinanet_regnet_fpn(
 ) -> RetinaNet:
     """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5); anchors 4 x stride
     with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as ``fasterrcnn_regnet_fpn``)."""
-    backbone = _backbone_for(model, pretrained_backbone, returned_stages, LastLevelP6P7(out_channels, out_channels),
-                             trainable_stages, frozen_bn, out_channels, backbone_kwargs)
-    parts = dict(**_normalisation(backbone, detector_kwargs))
-    if "anchor_generator" not in detector_kwargs:
-        parts["anchor_generator"] = default_anchor_generator([s for _, s in feature_maps(backbone)],
-                                                             RETINANET_ANCHOR_SIZE_PER_STRIDE, scales_per_octave=3)
-    return RetinaNet(backbone, num_classes=num_classes, **parts, **detector_kwargs)
+    return _detector(RetinaNet, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
+                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
 
 
 __all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "feature_maps", "freeze_stages",

@@ -62,8 +62,3 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[str],
             tmp.unlink()
     _fsync_path(path.parent, directory=True)
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """``atomic_write(path, text)``: UTF-8 text."""
-    return atomic_write(path, text)

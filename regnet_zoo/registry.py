@@ -53,11 +53,7 @@ class ModelEntry:
         if self.torchvision_name:
             names.append(self.torchvision_name)
         names.extend(self.extra_aliases)
-        out: list[str] = []
-        for n in names:
-            if n and n not in out:
-                out.append(n)
-        return tuple(out)
+        return tuple(dict.fromkeys(n for n in names if n))
 
 
 def _mflops(flops: str) -> int | None:
@@ -136,10 +132,6 @@ _Z = [
 _SEER = [("RegNetY-10B", None, 27, 1744, 620.83, 2.52, 1010)]
 
 
-def _canonical(display: str) -> str:
-    return display.lower().replace("-", "_")
-
-
 def _torchvision_style(display: str) -> str:
     """'RegNetY-4.0GF' -> 'regnet_y_4gf', 'RegNetX-1.6GF' -> 'regnet_x_1_6gf'."""
     fam, flops = display.split("-", 1)
@@ -157,7 +149,7 @@ def _build() -> dict[str, ModelEntry]:
         cfg = RegNetCfg(depth=d, w0=w0, wa=wa, wm=wm, group_width=g, se_ratio=se, **kw)
         # torchvision-style name for models torchvision lacks (its own names come from the table)
         tv_style = () if tv or display in _TV else (_torchvision_style(display),)
-        e = ModelEntry(_canonical(display), cfg, display, timm_name, tv, paper,
+        e = ModelEntry(normalize(display), cfg, display, timm_name, tv, paper,
                        f"{display}{' (not in the paper)' if not paper else ''}", tv_style)
         entries[e.name] = e
         if display in _TV:
@@ -191,11 +183,7 @@ def list_models(pattern: str | None = None, paper_only: bool = False) -> list[st
 def closest_names(name: str, n: int = 5) -> list[str]:
     """Registered names closest to ``name`` (canonical names and aliases)."""
     keys = difflib.get_close_matches(normalize(name), list(_ALIASES), n=3 * n, cutoff=0.5)
-    out: list[str] = []
-    for k in keys:
-        if _ALIASES[k] not in out:
-            out.append(_ALIASES[k])
-    return out[:n]
+    return list(dict.fromkeys(_ALIASES[k] for k in keys))[:n]
 
 
 def get_entry(name: str) -> ModelEntry:

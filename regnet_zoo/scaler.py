@@ -64,11 +64,6 @@ class Strategy:
         """k of activations ~ s^k: e_d + e_w / 2 + e_r."""
         return self.e_d + self.e_w / 2 + self.e_r
 
-    @property
-    def params_exponent(self) -> float:
-        """k of (conv) params ~ s^k: e_d + e_w."""
-        return self.e_d + self.e_w
-
 
 def get_strategy(name: str, alpha: float = DEFAULT_ALPHA) -> Strategy:
     """The strategy ``name`` (one of ``STRATEGIES``; ``alpha`` is the width share of dW / dWr)."""

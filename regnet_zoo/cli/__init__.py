@@ -52,6 +52,12 @@ def positive_int(value: str) -> int:
     return n
 
 
+def fail(command: str, message: object, code: int = 1) -> int:
+    """Print ``regnet-zoo COMMAND: MESSAGE`` to stderr and return the exit status ``code``."""
+    print(f"regnet-zoo {command}: {message}", file=sys.stderr)
+    return code
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.Action]:
     """The whole command tree: (top-level parser, its subcommands action, whose ``choices`` are the commands)."""
     parser = argparse.ArgumentParser(

@@ -21,10 +21,10 @@ import csv
 import dataclasses
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from regnet_zoo.cli import fail
 from regnet_zoo.registry import UnknownModelError
 from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
@@ -157,9 +157,7 @@ def run_eval(a: argparse.Namespace) -> int:
     import torch
 
     if not Path(a.data).is_dir():  # before loading weights (maybe a download of gigabytes)
-        print(f"regnet-zoo eval: data folder not found: {a.data} (expected one sub-folder per class)",
-              file=sys.stderr)
-        return 1
+        return fail("eval", f"data folder not found: {a.data} (expected one sub-folder per class)")
     try:
         model, w = _load_model(a)
         data_config = eval_data_config(model, test_size=a.test_size, input_size=a.input_size, crop_pct=a.crop_pct,
@@ -168,8 +166,7 @@ def run_eval(a: argparse.Namespace) -> int:
         result = evaluate(model, a.data, data_config, batch_size=a.batch_size, workers=a.workers, limit=a.limit,
                           device=device)
     except (WeightsError, UnknownModelError, FileNotFoundError) as e:
-        print(f"regnet-zoo eval: {e}", file=sys.stderr)
-        return 1
+        return fail("eval", e)
     if a.results_file:
         from regnet_zoo.fileio import atomic_write
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from regnet_zoo.cli import positive_int
+from regnet_zoo.cli import fail, positive_int
 from regnet_zoo.counting import as_table, format_count, model_complexity
 from regnet_zoo.registry import UnknownModelError, get_entry, list_models
 
@@ -69,8 +69,7 @@ def run_info(a: argparse.Namespace) -> int:
     try:
         e = get_entry(a.name)
     except UnknownModelError as err:
-        print(f"regnet-zoo info: {err}", file=sys.stderr)
-        return 2
+        return fail("info", err, 2)
     arch = e.cfg.to_anynet()
     cx = model_complexity(e.cfg, resolution=a.resolution, per_stage=True)
     stages = [dict(stage=f"s{i + 1}", depth=s.depth, width=s.width, group_width=s.group_width,

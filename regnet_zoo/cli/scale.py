@@ -13,6 +13,7 @@ import math
 import re
 import sys
 
+from regnet_zoo.cli import fail
 from regnet_zoo.counting import format_count, model_complexity
 from regnet_zoo.registry import UnknownModelError, get_entry
 from regnet_zoo.scaler import DEFAULT_ALPHA, STRATEGIES, ScalingError, scale
@@ -60,8 +61,7 @@ def run_scale(args: argparse.Namespace) -> int:
         scaled = [scale(entry.cfg, args.flops, s, args.alpha, resolution=args.resolution,
                         scale_groups=args.scale_groups) for s in names]
     except (UnknownModelError, ScalingError) as e:
-        print(f"regnet-zoo scale: {e}", file=sys.stderr)
-        return 2
+        return fail("scale", e, 2)
     base = model_complexity(entry.cfg, resolution=args.resolution)
     rows = []
     for sm in scaled:

@@ -16,8 +16,10 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
+from regnet_zoo.cli import fail
 from regnet_zoo.counting import format_count
 
 HELP = {
@@ -110,11 +112,6 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_scaling)
 
 
-def _fail(prog: str, message: str, code: int = 2) -> int:
-    print(f"regnet-zoo sweep {prog}: {message}", file=sys.stderr)
-    return code
-
-
 def run_spaces(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.spaces import SPACES
 
@@ -136,15 +133,15 @@ def run_sample(a: argparse.Namespace) -> int:
 
     out = Path(a.output)
     if out.exists() and not a.force:
-        return _fail("sample", f"{out} exists; pass --force to overwrite it")
+        return fail("sweep sample", f"{out} exists; pass --force to overwrite it", 2)
     try:
         result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
                         resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
                         max_candidates=a.max_candidates)
     except (UnknownSpaceError, ValueError) as e:
-        return _fail("sample", str(e))
+        return fail("sweep sample", e, 2)
     except SamplingError as e:
-        return _fail("sample", str(e), 1)
+        return fail("sweep sample", e)
     write_jsonl_atomic(out, trials_from_samples(result))
     fl = [s.complexity["flops"] for s in result.samples]
     print(f"{len(result)} models of {result.space.name} -> {out}  (drawn {result.drawn}, compatible "
@@ -157,21 +154,17 @@ def run_train(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.records import SweepFileError, read_trials
     from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
 
-    def limit(v):
-        return None if v is None else (int(v) if v >= 1 else v)
-
     try:
         trials = [t for path in a.trials for t in read_trials(path)]
         if len({t["id"] for t in trials}) != len(trials):
             raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
-        settings = TrainSettings(data=a.data, epochs=a.epochs, batch_size=a.batch_size, base_lr=a.lr,
-                                 warmup_epochs=a.warmup_epochs, zero_init_last=a.zero_init_last,
-                                 weight_decay=a.weight_decay, num_workers=a.num_workers,
-                                 image_size=a.image_size, seed=a.seed, threads=a.threads, augment=a.augment,
-                                 accelerator=a.accelerator, limit_train_batches=limit(a.limit_train_batches),
-                                 limit_val_batches=limit(a.limit_val_batches))
+        options = {f.name: getattr(a, f.name) for f in fields(TrainSettings) if f.name != "base_lr"}
+        for key in ("limit_train_batches", "limit_val_batches"):
+            if options[key] is not None and options[key] >= 1:
+                options[key] = int(options[key])  # a count of batches (below 1: a fraction of them)
+        settings = TrainSettings(base_lr=a.lr, **options)
     except (SweepFileError, ValueError) as e:
-        return _fail("train", str(e))
+        return fail("sweep train", e, 2)
 
     def progress(rec):
         what = f"error {rec['error']:.2f}%  {rec['train_time_s']:.1f}s" if rec["status"] == "ok" else \
@@ -191,7 +184,7 @@ def run_train(a: argparse.Namespace) -> int:
             else:
                 summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
     except SweepFileError as e:
-        return _fail("train", str(e))
+        return fail("sweep train", e, 2)
     print(f"{summary.finished} trained, {summary.failed} failed, {summary.skipped} already done "
           f"({summary.total} trials) in {summary.wall_s:.0f}s -> {summary.results_path}")
     return 1 if summary.failed else 0
@@ -205,13 +198,13 @@ def run_analyze(a: argparse.Namespace) -> int:
     try:
         groups = load_groups(a.runs)
     except SweepFileError as e:
-        return _fail("analyze", str(e))
+        return fail("sweep analyze", e, 2)
     if not groups:
-        return _fail("analyze", "no finished trials in " + ", ".join(a.runs), 1)
+        return fail("sweep analyze", "no finished trials in " + ", ".join(a.runs))
     try:
         summary = analyze_groups(groups, reference=a.reference, top=a.top, n_boot=a.n_boot, seed=a.seed)
     except ValueError as e:
-        return _fail("analyze", str(e))
+        return fail("sweep analyze", e, 2)
     if a.plots:
         plots.plot_analysis(groups, summary, a.plots, fmt=a.format, top=a.top)
         write_summary(Path(a.plots) / "summary.json", summary)
@@ -235,7 +228,7 @@ def run_fit(a: argparse.Namespace) -> int:
             widths = get_entry(a.widths).cfg.block_widths
         f = fit_quantized_linear(widths)
     except (UnknownModelError, ValueError) as e:
-        return _fail("fit", str(e))
+        return fail("sweep fit", e, 2)
     if a.json:
         print(json.dumps({**f.as_dict(), "observed": f.observed, "predicted": f.predicted}))
     else:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
+from regnet_zoo.cli import fail
 from regnet_zoo.registry import UnknownModelError
 from regnet_zoo.weights import HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
@@ -99,11 +98,6 @@ def _metric(item: str) -> tuple[str, float]:
     return key, number
 
 
-def _fail(command: str, err: Exception) -> int:
-    print(f"regnet-zoo {command}: {err}", file=sys.stderr)
-    return 1
-
-
 # ---------------------------------------------------------------------- download
 def run_download(a: argparse.Namespace) -> int:
     from regnet_zoo.registry import split_name_tag
@@ -130,7 +124,7 @@ def run_download(a: argparse.Namespace) -> int:
                 path = download_file(w, a.cache_dir, from_origin=a.from_origin)
                 rows.append({"name": w.name, "path": path})
     except (WeightsError, UnknownModelError) as e:
-        return _fail("download", e)
+        return fail("download", e)
     for r in rows:
         r["bytes"] = os.path.getsize(r["path"])
         r["sha256"] = file_sha256(r["path"])  # remembered from the verification where that was a sha256
@@ -144,12 +138,9 @@ def run_download(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- convert
 def run_convert(a: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
-
-    from regnet_zoo.fileio import atomic_write
     from regnet_zoo.sources import identify_model, model_with_weights
     from regnet_zoo.weights.apply import Pretrained, read_state_dict
-    from regnet_zoo.weights.convert import convert_state_dict, detect_format, export_layout
+    from regnet_zoo.weights.convert import convert_state_dict, detect_format, export_layout, save_tensors
     from regnet_zoo.weights.publish import save_pretrained
     from regnet_zoo.weights.resolve import origin_file_cfg
 
@@ -169,11 +160,9 @@ def run_convert(a: argparse.Namespace) -> int:
         elif to_folder:
             save_pretrained(net, a.output, license=a.license)
         else:
-            Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-            tensors = {k: v.contiguous() for k, v in (net.state_dict() if net else sd).items()}
-            atomic_write(a.output, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+            save_tensors(net.state_dict() if net else sd, a.output)
     except (WeightsError, UnknownModelError, ValueError) as e:  # ExportError is a WeightsError
-        return _fail("convert", e)
+        return fail("convert", e)
     checked = f"checked against {name}" if name else "no registry model matches: NOT checked"
     print(f"{a.input} ({fmt}{', BGR->RGB' if fmt == 'pycls' else ''}) -> {a.output} ({a.to or 'regnet-zoo'} "
           f"layout, {len(sd)} tensors; {checked}){loader if a.to else ''}")
@@ -191,7 +180,7 @@ def run_push(a: argparse.Namespace) -> int:
                            private=a.private or None, token=a.token, revision=a.revision,
                            commit_message=a.message, create_pr=a.create_pr)
     except (WeightsError, UnknownModelError, OSError) as e:
-        return _fail("push", e)
+        return fail("push", e)
     print(f"pushed {a.source} -> {a.repo_id}: {info.pr_url or info.commit_url}")
     return 0
 

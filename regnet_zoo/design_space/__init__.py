@@ -9,74 +9,36 @@ Samplers, statistics and the fit are pure NumPy; the trial function imports torc
 runs, ``run_sweep_ray`` imports Ray, and ``plots`` (matplotlib) is imported on first use.
 """
 
-from regnet_zoo.design_space.analysis import (
-    analyze_groups,
-    block_widths,
-    design_values,
-    format_summary,
-    group_by_space,
-    load_groups,
-    summarize,
-    trial_timing,
-)
-from regnet_zoo.design_space.fit import LinearFit, fit_error, fit_quantized_linear
-from regnet_zoo.design_space.records import (
-    SweepFileError,
-    load_results,
-    read_jsonl,
-    read_trials,
-    trials_from_samples,
-    write_jsonl_atomic,
-)
-from regnet_zoo.design_space.sampling import Sample, SampleResult, SamplingError, parse_band, sample
-from regnet_zoo.design_space.scaling import power_law, regnet_family, scaling_table
-from regnet_zoo.design_space.spaces import (
-    SPACES,
-    AnyNetSpace,
-    RegNetSpace,
-    UnknownSpaceError,
-    get_space,
-    size_table,
-)
-from regnet_zoo.design_space.stats import (
-    BootstrapInterval,
-    bootstrap_best,
-    compare_populations,
-    complexity_edges,
-    complexity_weights,
-    edf,
-    edf_dominance,
-    ks_statistic,
-    normalized_edf,
-)
-from regnet_zoo.design_space.sweep import (
-    LargeDigitsWarning,
-    SweepSummary,
-    TrainSettings,
-    digits_size_warning,
-    run_sweep,
-    run_trial,
-)
+from __future__ import annotations
 
-__all__ = [
-    "SPACES", "AnyNetSpace", "BootstrapInterval", "LargeDigitsWarning", "LinearFit", "RegNetSpace", "Sample",
-    "SampleResult", "SamplingError", "SweepFileError", "SweepSummary", "TrainSettings", "UnknownSpaceError",
-    "analyze_groups", "block_widths", "bootstrap_best", "compare_populations", "complexity_edges",
-    "complexity_weights", "design_values", "digits_size_warning", "edf", "edf_dominance", "fit_error",
-    "fit_quantized_linear", "format_summary", "get_space", "group_by_space", "ks_statistic", "load_groups",
-    "load_results", "normalized_edf", "parse_band", "power_law", "read_jsonl", "read_trials", "regnet_family",
-    "run_sweep", "run_sweep_ray", "run_trial", "sample", "scaling_table", "size_table", "summarize",
-    "trial_timing", "trials_from_samples", "write_jsonl_atomic",
-]
+import importlib
+from typing import Any
+
+# module of regnet_zoo.design_space -> the names it exports here (imported on first use)
+_EXPORTS = {
+    "analysis": ("analyze_groups", "block_widths", "design_values", "format_summary", "group_by_space",
+                 "load_groups", "summarize", "trial_timing"),
+    "fit": ("LinearFit", "fit_error", "fit_quantized_linear"),
+    "records": ("SweepFileError", "load_results", "read_jsonl", "read_trials", "trials_from_samples",
+                "write_jsonl_atomic"),
+    "sampling": ("Sample", "SampleResult", "SamplingError", "parse_band", "sample"),
+    "scaling": ("power_law", "regnet_family", "scaling_table"),
+    "spaces": ("SPACES", "AnyNetSpace", "RegNetSpace", "UnknownSpaceError", "get_space", "size_table"),
+    "stats": ("BootstrapInterval", "bootstrap_best", "compare_populations", "complexity_edges",
+              "complexity_weights", "edf", "edf_dominance", "ks_statistic", "normalized_edf"),
+    "sweep": ("LargeDigitsWarning", "SweepSummary", "TrainSettings", "digits_size_warning", "run_sweep",
+              "run_trial"),
+    "ray_runner": ("run_sweep_ray",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str):
-    if name == "run_sweep_ray":
-        from regnet_zoo.design_space.ray_runner import run_sweep_ray
-
-        return run_sweep_ray
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"regnet_zoo.design_space.{_MODULE_OF[name]}"), name)
     if name == "plots":
-        import importlib
-
         return importlib.import_module("regnet_zoo.design_space.plots")
     raise AttributeError(f"module 'regnet_zoo.design_space' has no attribute {name!r}")
+
+
+__all__ = sorted(_MODULE_OF)

@@ -1,12 +1,5 @@
 """Figures of the paper's analyses (matplotlib, Agg backend; PNG, SVG or PDF by the file suffix).
 
-* ``plot_edfs``: error EDFs of several design spaces (optionally complexity-normalised).
-* ``plot_param_errors``: error vs each design parameter with the bootstrap band of the best value.
-* ``plot_best_widths``: the best models' per-block widths with their quantized-linear fits.
-* ``plot_scaling``: activations and params vs flops, log-log, with fitted power laws per family.
-* ``plot_strategies``: activations vs flops of one model scaled by each strategy (Dollár et al. 2021).
-* ``plot_analysis``: all figures of ``analysis.analyze_groups``' populations into one folder.
-
 Each function writes ``path`` and returns it; figures are closed after saving.
 """
 

@@ -64,18 +64,8 @@ def drop_torn_tail(path: str | os.PathLike) -> int:
         f.seek(size - 1)
         if f.read(1) == b"\n":
             return 0
-        # find the last newline
-        pos, chunk = size, 65536
-        keep = 0
-        while pos > 0:
-            start = max(0, pos - chunk)
-            f.seek(start)
-            block = f.read(pos - start)
-            k = block.rfind(b"\n")
-            if k >= 0:
-                keep = start + k + 1
-                break
-            pos = start
+        f.seek(0)
+        keep = f.read().rfind(b"\n") + 1  # only after a crash: reading the whole file is fine
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())

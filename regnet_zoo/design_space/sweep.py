@@ -1,14 +1,9 @@
 """Sweep runner: train every trial briefly with the Lightning recipe and record its error.
 
-``run_trial`` is the one trial function: it builds ``regnet_zoo.lightning.RegNetClassifier`` for
-the trial's config and a data module (the embedded digits, or an image folder), fits it with a
-plain ``lightning.Trainer`` for ``epochs`` epochs and returns the trial record plus ``error``
-(top-1 validation error, %), ``error_top5``, losses and times. ``run_sweep`` runs the pending
-trials in worker processes on this machine (``workers`` at a time, ``threads`` torch threads
-each) and appends each result to ``<out>/results.jsonl`` as it finishes; a restart skips the
-trials already finished there. ``ray_runner.run_sweep_ray`` runs the same function on Ray Tune.
-Worker processes end with their parent: a sweep killed with -9 leaves no orphan trainers.
-torch and Lightning are imported inside the trial function only.
+``run_trial`` (one trial: ``RegNetClassifier`` fitted by a plain ``lightning.Trainer``) is shared by
+``run_sweep`` (worker processes on this machine) and ``ray_runner.run_sweep_ray``; both append to a
+resumable ``<out>/results.jsonl``. Worker processes end with their parent: a sweep killed with -9
+leaves no orphan trainers. torch and Lightning are imported inside the trial function only.
 """
 
 from __future__ import annotations

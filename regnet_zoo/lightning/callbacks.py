@@ -67,11 +67,9 @@ def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor
     total = float(sums[-1])
     if total <= 0:
         return used
-    flat = sums[:-1] / total
-    offset = 0
-    for buf in [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]:
-        buf.copy_(flat[offset:offset + buf.numel()].view_as(buf))
-        offset += buf.numel()
+    buffers = [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]
+    for buf, average in zip(buffers, (sums[:-1] / total).split([b.numel() for b in buffers])):
+        buf.copy_(average.view_as(buf))
     return used
 
 

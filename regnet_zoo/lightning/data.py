@@ -153,10 +153,6 @@ class ClassificationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def _epoch(self) -> int | None:
-        trainer = self.trainer
-        return None if trainer is None else trainer.current_epoch
-
     def _loader_kwargs(self) -> dict[str, Any]:
         return dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
                     persistent_workers=self.persistent_workers)
@@ -301,9 +297,11 @@ class _FolderDataModule(ClassificationDataModule):
         return {"input_size": (3, self.image_size, self.image_size), "mean": self.mean, "std": self.std,
                 "crop_pct": self.crop_pct, "interpolation": "bilinear", "label_names": list(self.classes)}
 
-    def _setup_predict(self) -> None:
-        if self.predict_root is not None and self.predict_set is None:
+    def _setup_predict(self, stage: str | None) -> bool:
+        """For ``stage == "predict"``: the ``predict_root`` images; True when they are all ``predict`` needs."""
+        if stage == "predict" and self.predict_root is not None and self.predict_set is None:
             self.predict_set = SampleDataset([(p, -1) for p in list_images(self.predict_root)], self.eval_tf)
+        return stage == "predict" and self.predict_set is not None
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -354,10 +352,8 @@ class ImageFolderDataModule(_FolderDataModule):
         return os.path.join(self.root, self.train_dir)
 
     def setup(self, stage: str | None = None) -> None:
-        if stage == "predict":
-            self._setup_predict()
-            if self.predict_set is not None:
-                return
+        if self._setup_predict(stage):
+            return
         check_folder(self.root)
         if self.val_set is None:
             val_root = os.path.join(self.root, self.val_dir)
@@ -402,10 +398,8 @@ class FinetuneDataModule(_FolderDataModule):
         self.val_fraction, self.split_seed = val_fraction, split_seed
 
     def setup(self, stage: str | None = None) -> None:
-        if stage == "predict":
-            self._setup_predict()
-            if self.predict_set is not None:
-                return
+        if self._setup_predict(stage):
+            return
         if self.train_set is not None:
             return
         classes, samples = scan_class_folder(self.root)

@@ -1,10 +1,7 @@
 """``RegNetClassifier``: a LightningModule training any RegNet/AnyNet with the paper's recipe.
 
-The optimizer and schedule are the paper code's (pycls ``OPTIM``): SGD, momentum 0.9, Nesterov,
-weight decay 5e-5, LR ``base_lr`` per ``reference_batch_size`` images scaled linearly with the global
-batch size, linear warmup from 0.1x over 5 epochs, half-period cosine to 0, stepped per optimizer step
-(``lr_interval="epoch"`` steps it once per epoch as pycls did). Enhancements are switches: label
-smoothing, MixUp/CutMix, DropPath, EMA of weights, channels_last, ``torch.compile``.
+The optimizer and schedule are the paper code's (pycls ``OPTIM``, see the class's arguments); the LR
+schedule is stepped per optimizer step (``lr_interval="epoch"``: once per epoch, as pycls did).
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
+from regnet_zoo.factory import create
 from regnet_zoo.lightning.errors import NonFiniteLossError
 from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.schedule import (
@@ -38,6 +36,7 @@ from regnet_zoo.lightning.schedule import (
     scaled_lr,
 )
 from regnet_zoo.lightning.sync_batchnorm import torch_converted_norm_act
+from regnet_zoo.weights import publish
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -140,8 +139,6 @@ class RegNetClassifier(L.LightningModule):
         if not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
         self.save_hyperparameters()
-        from regnet_zoo.factory import create
-
         self.model = create(name or model, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
                             drop_rate=drop_rate, drop_path_rate=drop_path_rate, zero_init_last=zero_init_last)
         if channels_last:
@@ -440,12 +437,8 @@ class RegNetClassifier(L.LightningModule):
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> Any:
         """Write the evaluation weights in ``regnet_zoo.save_pretrained`` format (safetensors + config)."""
-        from regnet_zoo.weights.publish import save_pretrained
-
-        return save_pretrained(self.export_model(), save_directory, **kwargs)
+        return publish.save_pretrained(self.export_model(), save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Upload the evaluation weights with ``regnet_zoo.push_to_hub``."""
-        from regnet_zoo.weights.publish import push_to_hub
-
-        return push_to_hub(self.export_model(), repo_id, **kwargs)
+        return publish.push_to_hub(self.export_model(), repo_id, **kwargs)

@@ -26,13 +26,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class AllReduceBatchNormAct(BatchNormAct2d):
-    """timm's ``BatchNormAct2d`` whose training-mode statistics are all-reduced over a process group.
-
-    Works with any backend and device (``torch.nn.SyncBatchNorm`` and DDP refuse CPU modules). The
-    per-channel sums go through the differentiable ``all_reduce``, whose backward sums the gradients of
-    the statistics over the processes, as torch's SyncBatchNorm backward does. One process (or eval
-    mode, or no process group) is plain ``BatchNormAct2d``.
-    """
+    """timm's ``BatchNormAct2d`` whose training-mode statistics are all-reduced over a process group
+    (any backend and device, see the module docstring); one process, eval mode or no group: plain."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, process_group: dist.ProcessGroup | None = None):

@@ -1,14 +1,4 @@
-"""The weight bundle and its use: read weight files, load state dicts into models, adapting them as timm does.
-
-* ``Pretrained``: a state dict (timm layout), where it came from, its ``pretrained_cfg``; ``apply_weights``.
-* ``read_state_dict``: ``.safetensors`` with safetensors; legacy pickles (``.pth``, ``.pyth``,
-  ``.pt``, ``.bin``, ``.ckpt``, VISSL's ``.torch``) only with ``torch.load(weights_only=True)``.
-* ``load_into``: adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``),
-  drops a classifier whose class count differs (the model keeps its fresh head, also when the
-  weights have none), and otherwise requires an exact match; a mismatch raises
-  ``WeightsMismatchError`` listing missing and unexpected keys and shape differences.
-* ``head_classes`` / ``input_channels``: class count and input channels a state dict was made for.
-"""
+"""The weight bundle and its use: read weight files, load state dicts into models, adapting them as timm does."""
 
 from __future__ import annotations
 
@@ -61,7 +51,8 @@ def _pickle_refusal(e: Exception) -> str:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a weight file; raises ``WeightsError`` naming the file when it is unreadable."""
+    """Tensors of a ``.safetensors`` file or a legacy pickle (``PICKLE_SUFFIXES``, read only with
+    ``torch.load(weights_only=True)``); raises ``WeightsError`` naming the file when it is unreadable."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"weight file {path!r} does not exist")
@@ -110,7 +101,12 @@ def _describe(model: nn.Module) -> str:
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load ``state_dict`` (timm layout) into ``model``; ``source`` names where it came from."""
+    """Load ``state_dict`` (timm layout) into ``model``; ``source`` names where it came from.
+
+    Adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``) and drops a
+    classifier whose class count differs (the model keeps its fresh head, also when the weights have
+    none); anything else that does not fit raises ``WeightsMismatchError`` listing what differs.
+    """
     sd = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     own = model.state_dict()
     if FIRST_CONV in sd and FIRST_CONV in own and sd[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:

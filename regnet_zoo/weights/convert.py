@@ -1,27 +1,14 @@
 """Convert RegNet state dicts of other code bases to ours (= timm's layout, RGB input), and back.
 
-Import formats:
+Import formats (the key tables below map their module names to ours): ``pycls`` (the paper's
+``.pyth``; pycls feeds **BGR** images, so the stem conv's input channels are flipped to RGB),
+``torchvision`` (``regnet_*``), ``transformers`` (``RegNetForImageClassification`` / ``RegNetModel``),
+``vissl`` (VISSL / ClassyVision, the SEER weights; renamed as timm's ``regnet`` filter does, the
+self-supervised heads dropped) and ``timm`` (identity). Checkpoint wrappers and key prefixes
+(``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells the formats apart.
 
-* ``pycls``: the paper's code (``.pyth`` checkpoints with ``model_state``; keys ``s1.b1.f.a``,
-  ``f.a_bn``, ``f.se.f_ex.0``, ``proj``, ``bn`` ...). pycls feeds **BGR** images, so the stem conv's
-  input channels are flipped to take RGB.
-* ``torchvision``: ``torchvision.models.regnet_*`` (``stem.0``, ``trunk_output.block1.block1-0.f.a.0``...).
-* ``transformers``: ``RegNetForImageClassification`` / ``RegNetModel`` (``regnet.embedder...``,
-  ``encoder.stages.0.layers.0.layer.1.convolution``...).
-* ``vissl``: VISSL / ClassyVision checkpoints (the SEER weights: ``classy_state_dict`` ->
-  ``base_model.model.trunk`` with ``_feature_blocks.res2.block1-0.f.a.0``..., ``heads`` with
-  ``0.clf.0`` for a fine-tuned classifier), renamed as timm's ``regnet`` filter does; the
-  self-supervised heads (``projection_head``, ``prototypes``) are dropped.
-* ``timm``: timm's ``regnet*`` (and ours): identity.
-
-Checkpoint wrappers (``model_state``/``ema_state``, ``state_dict``, ``model``, ``classy_state_dict``)
-and key prefixes (``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells
-the formats apart.
-
-Export (``export_layout``): our model or state dict -> torchvision's ``regnet_*`` state dict, or a
-transformers ``RegNetForImageClassification`` folder (config.json + model.safetensors); both load with
-``strict=True`` and compute the same outputs. Models those libraries cannot build (another stem,
-block, activation, pooling, stride or group-width rule) raise ``ExportError`` naming the rule.
+Export (``export_layout``): torchvision's or transformers' layout, loading there with ``strict=True``;
+models those libraries cannot build raise ``ExportError`` naming the rule.
 """
 
 from __future__ import annotations
@@ -58,13 +45,15 @@ _ANCHORS = {
 }
 _BLOCK = re.compile(r"^s(\d+)\.b(\d+)\.(.+)$")
 
-# block-internal module names -> ours
+# module names -> ours (inside a block, or top-level)
 _PYCLS_BLOCK = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a": "conv1.conv", "f.a_bn": "conv1.bn",
                 "f.b": "conv2.conv", "f.b_bn": "conv2.bn", "f.se.f_ex.0": "se.fc1", "f.se.f_ex.2": "se.fc2",
                 "f.c": "conv3.conv", "f.c_bn": "conv3.bn"}
+_TV_BLOCK_KEY = re.compile(r"^trunk_output\.block(\d+)\.block\1-(\d+)\.(.+)$")
 _TV_BLOCK = {"proj.0": "downsample.conv", "proj.1": "downsample.bn", "f.a.0": "conv1.conv", "f.a.1": "conv1.bn",
              "f.b.0": "conv2.conv", "f.b.1": "conv2.bn", "f.se.fc1": "se.fc1", "f.se.fc2": "se.fc2",
              "f.c.0": "conv3.conv", "f.c.1": "conv3.bn"}
+_TV_TOP = {"stem.0": "stem.conv", "stem.1": "stem.bn", "fc": "head.fc"}
 _HF_COMMON = {"shortcut.convolution": "downsample.conv", "shortcut.normalization": "downsample.bn",
               "layer.0.convolution": "conv1.conv", "layer.0.normalization": "conv1.bn",
               "layer.1.convolution": "conv2.conv", "layer.1.normalization": "conv2.bn"}
@@ -78,6 +67,10 @@ _VISSL_BLOCK = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a.0": "conv
 _VISSL_STEM = {"_feature_blocks.conv1.stem.0": "stem.conv", "_feature_blocks.conv1.stem.1": "stem.bn"}
 _VISSL_SSL_HEADS = ("projection_head", "prototypes")  # SwAV pre-training heads: not part of the model
 _VISSL_HEAD = "heads.0.clf.0."  # the linear classifier of a fine-tuned (or linear-eval "mlp") head
+
+
+def _invert(table: Mapping[str, str]) -> dict[str, str]:
+    return {ours: theirs for theirs, ours in table.items()}
 
 
 def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -152,15 +145,19 @@ def _rename(key: str, module_map: Mapping[str, str], fmt: str) -> str:
     return f"{module_map[module]}.{param}"
 
 
-def _from_pycls(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _rename_keys(sd: Mapping[str, torch.Tensor], fmt: str, block: re.Pattern, block_key: Callable[[re.Match], str],
+                 top: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """Keys matching ``block`` renamed by ``block_key(match)``, the others' modules through ``top``."""
     out = {}
     for k, v in sd.items():
-        m = _BLOCK.match(k)
-        if m:
-            k = f"s{m[1]}.b{m[2]}." + _rename(m[3], _PYCLS_BLOCK, "pycls")
-        elif not k.startswith(("stem.conv.", "stem.bn.", "head.fc.")):
-            raise WeightsError(f"pycls state dict: unexpected key {k!r}")
-        out[k] = v
+        m = block.match(k)
+        out[block_key(m) if m else _rename(k, top, fmt)] = v
+    return out
+
+
+def _from_pycls(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = _rename_keys(sd, "pycls", _BLOCK, lambda m: f"s{m[1]}.b{m[2]}." + _rename(m[3], _PYCLS_BLOCK, "pycls"),
+                       {m: m for m in ("stem.conv", "stem.bn", "head.fc")})
     w = out.get(FIRST_CONV)
     if w is not None and w.shape[1] == 3:
         out[FIRST_CONV] = w.flip(1).contiguous()  # pycls takes BGR; ours RGB
@@ -169,59 +166,44 @@ def _from_pycls(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _from_torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    block = re.compile(r"^trunk_output\.block(\d+)\.block\1-(\d+)\.(.+)$")
-    for k, v in sd.items():
-        m = block.match(k)
-        if m:
-            k = f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _TV_BLOCK, "torchvision")
-        else:
-            k = _rename(k, {"stem.0": "stem.conv", "stem.1": "stem.bn", "fc": "head.fc"}, "torchvision")
-        out[k] = v
-    return out
+    return _rename_keys(sd, "torchvision", _TV_BLOCK_KEY,
+                        lambda m: f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _TV_BLOCK, "torchvision"),
+                        _TV_TOP)
 
 
 def _from_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     sd = {k[len("regnet."):] if k.startswith("regnet.") else k: v for k, v in sd.items()}
     block = re.compile(r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)$")
     y_blocks = {m.group(1, 2) for k in sd if (m := block.match(k)) and m[3].startswith("layer.2.attention")}
-    out = {}
-    for k, v in sd.items():
-        m = block.match(k)
-        if m:
-            table = _HF_Y if m.group(1, 2) in y_blocks else _HF_X
-            k = f"s{int(m[1]) + 1}.b{int(m[2]) + 1}." + _rename(m[3], table, "transformers")
-        else:
-            k = _rename(k, {"embedder.embedder.convolution": "stem.conv",
-                            "embedder.embedder.normalization": "stem.bn", "classifier.1": "head.fc"},
-                        "transformers")
-        out[k] = v
-    return out
+
+    def block_key(m: re.Match) -> str:
+        table = _HF_Y if m.group(1, 2) in y_blocks else _HF_X
+        return f"s{int(m[1]) + 1}.b{int(m[2]) + 1}." + _rename(m[3], table, "transformers")
+
+    return _rename_keys(sd, "transformers", block, block_key,
+                        {"embedder.embedder.convolution": "stem.conv", "embedder.embedder.normalization": "stem.bn",
+                         "classifier.1": "head.fc"})
 
 
 def _from_vissl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """VISSL trunk ``_feature_blocks.res{i+1}.block{i}-{j}`` -> ``s{i}.b{j+1}``; head ``0.clf.0`` -> ``head.fc``."""
-    block = re.compile(r"^_feature_blocks\.res\d+\.block(\d+)-(\d+)\.(.+)$")
-    out, dropped = {}, []
+    trunk, head, dropped = {}, {}, []
     for k, v in sd.items():
-        if k.startswith("heads."):
-            if any(h in k for h in _VISSL_SSL_HEADS):
-                dropped.append(k)
-                continue
-            if not k.startswith(_VISSL_HEAD):
-                raise WeightsError(f"vissl checkpoint: head tensor {k!r} is not a linear classifier ({_VISSL_HEAD}*); "
-                                   "only the trunk and a fine-tuned linear head convert")
-            out["head.fc." + k[len(_VISSL_HEAD):]] = v
-            continue
-        m = block.match(k)
-        if m:
-            k = f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _VISSL_BLOCK, "vissl")
+        if not k.startswith("heads."):
+            trunk[k] = v
+        elif any(h in k for h in _VISSL_SSL_HEADS):
+            dropped.append(k)
+        elif k.startswith(_VISSL_HEAD):
+            head["head.fc." + k[len(_VISSL_HEAD):]] = v
         else:
-            k = _rename(k, _VISSL_STEM, "vissl")
-        out[k] = v
+            raise WeightsError(f"vissl checkpoint: head tensor {k!r} is not a linear classifier ({_VISSL_HEAD}*); "
+                               "only the trunk and a fine-tuned linear head convert")
     if dropped:
         _log.info("vissl checkpoint: dropped %d self-supervised head tensors (e.g. %s)", len(dropped), dropped[0])
-    return out
+    block = re.compile(r"^_feature_blocks\.res\d+\.block(\d+)-(\d+)\.(.+)$")
+    out = _rename_keys(trunk, "vissl", block,
+                       lambda m: f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _VISSL_BLOCK, "vissl"), _VISSL_STEM)
+    return {**out, **head}
 
 
 _CONVERTERS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
@@ -272,44 +254,27 @@ def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def _invert(table: Mapping[str, str]) -> dict[str, str]:
-    return {ours: theirs for theirs, ours in table.items()}
-
-
-_TV_OUT, _HF_X_OUT, _HF_Y_OUT = _invert(_TV_BLOCK), _invert(_HF_X), _invert(_HF_Y)
+_TV_OUT, _TV_TOP_OUT, _HF_X_OUT, _HF_Y_OUT = _invert(_TV_BLOCK), _invert(_TV_TOP), _invert(_HF_X), _invert(_HF_Y)
 _ACTIVATION_MODULES = ("torch.nn.modules.activation", "timm.layers.activations")  # where activation classes live
-_TV_TOP = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.fc": "fc"}
 _HF_TOP = {"stem.conv": "regnet.embedder.embedder.convolution", "stem.bn": "regnet.embedder.embedder.normalization",
            "head.fc": "classifier.1"}
 
 
 def to_torchvision(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our (timm-layout) state dict -> ``torchvision.models.regnet_*`` names (``stem.0``, ``trunk_output...``)."""
-    out = {}
-    for k, v in state_dict.items():
-        m = _BLOCK.match(k)
-        if m:
-            k = f"trunk_output.block{m[1]}.block{m[1]}-{int(m[2]) - 1}." + _rename(m[3], _TV_OUT, "regnet-zoo")
-        else:
-            k = _rename(k, _TV_TOP, "regnet-zoo")
-        out[k] = v
-    return out
+    return _rename_keys(state_dict, "regnet-zoo", _BLOCK, lambda m: f"trunk_output.block{m[1]}.block{m[1]}-"
+                        f"{int(m[2]) - 1}." + _rename(m[3], _TV_OUT, "regnet-zoo"), _TV_TOP_OUT)
 
 
 def to_transformers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our state dict -> ``RegNetForImageClassification`` names (``regnet.embedder...``, ``classifier.1``)."""
     y_blocks = {m.group(1, 2) for k in state_dict if (m := _BLOCK.match(k)) and m[3].startswith("se.")}
-    out = {}
-    for k, v in state_dict.items():
-        m = _BLOCK.match(k)
-        if m:
-            table = _HF_Y_OUT if m.group(1, 2) in y_blocks else _HF_X_OUT
-            k = (f"regnet.encoder.stages.{int(m[1]) - 1}.layers.{int(m[2]) - 1}."
-                 + _rename(m[3], table, "regnet-zoo"))
-        else:
-            k = _rename(k, _HF_TOP, "regnet-zoo")
-        out[k] = v
-    return out
+
+    def block_key(m: re.Match) -> str:
+        table = _HF_Y_OUT if m.group(1, 2) in y_blocks else _HF_X_OUT
+        return f"regnet.encoder.stages.{int(m[1]) - 1}.layers.{int(m[2]) - 1}." + _rename(m[3], table, "regnet-zoo")
+
+    return _rename_keys(state_dict, "regnet-zoo", _BLOCK, block_key, _HF_TOP)
 
 
 @dataclass(frozen=True)
@@ -425,9 +390,12 @@ def _transformers_target(model: AnyNet, sd: dict[str, torch.Tensor]) -> tuple[An
     return config, hf_sd
 
 
-def _save_tensors(sd: Mapping[str, torch.Tensor], path: Path) -> None:
+def save_tensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write a state dict atomically: safetensors for a ``.safetensors`` path, else ``torch.save``."""
     from safetensors.torch import save_file
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in sd.items()}
     if path.suffix == ".safetensors":
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
@@ -457,13 +425,12 @@ def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, o
     model, sd = _model_for(model_or_state_dict)
     if to == "torchvision":
         builder = torchvision_builder(model)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _save_tensors(to_torchvision(sd), out)
+        save_tensors(to_torchvision(sd), out)
         return Export(to, (out,), f"torchvision.models.{builder}(num_classes={model.num_classes})"
                                   ".load_state_dict(state_dict)")
     config, hf_sd = _transformers_target(model, sd)
     out.mkdir(parents=True, exist_ok=True)
-    _save_tensors(hf_sd, out / "model.safetensors")
+    save_tensors(hf_sd, out / "model.safetensors")
     atomic_write(out / "config.json", config.to_json_string())
     return Export(to, (out / "config.json", out / "model.safetensors"),
                   f"transformers.RegNetForImageClassification.from_pretrained({str(out)!r})")

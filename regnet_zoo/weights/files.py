@@ -18,14 +18,10 @@ _CHUNK = 1 << 20
 _digests: dict[tuple, str] = {}  # (algorithm, path, inode, size, mtime, ctime) -> hex digest of that content
 
 
-def _stamp(path: str | os.PathLike) -> tuple:
-    st = os.stat(path)
-    return (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def _digest(path: str | os.PathLike, algo: str, h: hashlib._Hash) -> str:
     """Hex digest of a file's bytes fed to ``h``; remembered while the file is unchanged (same stat stamp)."""
-    key = (algo, *_stamp(path))
+    st = os.stat(path)
+    key = (algo, os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _digests:
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):

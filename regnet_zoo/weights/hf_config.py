@@ -23,7 +23,7 @@ from timm.models import PretrainedCfg, save_for_hf
 from torch import nn
 
 from regnet_zoo import __version__
-from regnet_zoo.config import AnyNetCfg, ModelCfg, RegNetCfg, cfg_from_dict
+from regnet_zoo.config import ModelCfg, RegNetCfg, cfg_from_dict
 from regnet_zoo.models import AnyNet
 from regnet_zoo.registry import MODELS, ModelEntry, UnknownModelError, get_entry
 from regnet_zoo.weights.apply import Pretrained, apply_weights
@@ -182,8 +182,3 @@ def build_model(
     if name is not None:
         net.pretrained_cfg["architecture"] = name
     return net
-
-
-def is_anynet(model: nn.Module) -> bool:
-    """True for our classifier models (what save_pretrained / push_to_hub accept)."""
-    return isinstance(getattr(model, "cfg", None), (RegNetCfg, AnyNetCfg)) and hasattr(model, "stage_names")

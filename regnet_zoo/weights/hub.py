@@ -1,12 +1,4 @@
-"""Weights from the Hugging Face Hub: download through ``huggingface_hub``, verify, read with safetensors.
-
-* ``hub_download``: ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, tokens from
-  ``HF_TOKEN`` / ``hf auth login``), then a hash check: a sha256 pinned in the manifest, else the
-  Hub's own hash of the file (its LFS sha256, the ``X-Linked-Etag`` the cache names the blob by;
-  a git blob sha1 for small non-LFS files). A mismatch removes the cached file. Offline, or
-  when the Hub does not answer (``endpoint.cache_only``), only the cache is asked.
-* ``fetch_hub``: a manifest entry's weights.
-"""
+"""Weights from the Hugging Face Hub: download through ``huggingface_hub``, verify, read with safetensors."""
 
 from __future__ import annotations
 
@@ -62,10 +54,14 @@ def hub_download(
 ) -> str:
     """Local path of a verified Hub file (downloaded or from the cache).
 
+    ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, tokens from ``HF_TOKEN`` /
+    ``hf auth login``; offline or when the Hub does not answer, only the cache), then a hash check:
+    ``sha256`` (pinned in the manifest), else the Hub's own hash of the file (its LFS sha256, the
+    ``X-Linked-Etag`` the cache names the blob by; a git blob sha1 for small non-LFS files).
     ``what`` names the file in messages, ``download_as`` is the ``regnet-zoo download`` argument that
     fetches it. Raises ``WeightsNotFoundError`` (no such repo / revision / file; ``hint`` is appended),
-    ``WeightsNotCachedError`` (offline or unreachable and not cached) or
-    ``WeightsVerificationError`` (hash mismatch; the cached copy is removed).
+    ``WeightsNotCachedError`` (offline or unreachable and not cached) or ``WeightsVerificationError``
+    (hash mismatch; the cached copy is removed).
     """
     what = what or f"hf-hub:{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     endpoint = hub_endpoint()

@@ -50,10 +50,6 @@ class Reported:
     interpolation: str
     url: str | None = None
 
-    def describe(self) -> str:
-        return (f"{self.top1:.2f} / {self.top5:.2f} ({self.reference}; {self.input_size}px, crop_pct "
-                f"{self.crop_pct}, {self.interpolation})")
-
 
 @dataclass(frozen=True)
 class HubFile:
@@ -199,13 +195,10 @@ def warn_if_non_commercial(license: str | None, what: str) -> None:
 def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per published (model, tag) of ``names`` (registry names or aliases; None: every model).
 
-    Rows follow ``names``' order, each model's default first. Keys: ``model``, ``tag``, ``name``
-    (``model.tag``), ``default``, ``source``, ``license``, ``non_commercial``, ``dataset`` (label
-    space), ``pretrain_dataset``, ``num_classes``, ``top1`` / ``top5`` (percent on ImageNet-1k val as
-    first reported; None for trunk-only or 12k-head weights), ``reported_by``, ``eval_size`` (pixels of
-    that evaluation), ``input_size`` / ``crop_pct`` / ``interpolation`` (the preprocessing the weights
-    expect), ``hub_repo`` (None: no Hub copy, loaded from ``origin_url``), ``origin_url``, ``paper``.
-    Imports no torch.
+    Rows follow ``names``' order, each model's default first. ``top1`` / ``top5``: percent on
+    ImageNet-1k val as first reported (None for trunk-only or 12k-head weights), at ``eval_size``
+    pixels; ``input_size`` etc.: the preprocessing the weights expect; ``hub_repo`` None: no Hub copy,
+    loaded from ``origin_url``. Imports no torch.
     """
     manifest = load_manifest()
     models = list(MODELS) if names is None else [get_entry(n).name for n in names]

@@ -20,6 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
+from regnet_zoo.config import AnyNetCfg, RegNetCfg
 from regnet_zoo.counting import format_count, model_complexity
 from regnet_zoo.fileio import atomic_write
 from regnet_zoo.models import wrap_features
@@ -30,7 +31,6 @@ from regnet_zoo.weights.hf_config import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     build_model,
-    is_anynet,
     read_config,
     registry_entry_for,
     save_for_timm,
@@ -51,7 +51,8 @@ _CITATION = """@InProceedings{Radosavovic2020,
 
 
 def _check_model(model: nn.Module) -> None:
-    if not is_anynet(model):
+    """Our classifier models (what save_pretrained / push_to_hub accept) pass; others raise ``TypeError``."""
+    if not isinstance(getattr(model, "cfg", None), (RegNetCfg, AnyNetCfg)) or not hasattr(model, "stage_names"):
         raise TypeError(f"expected a regnet_zoo model (AnyNet from regnet_zoo.create), got {type(model).__name__}; "
                         "for features_only models publish the classifier model instead")
 
