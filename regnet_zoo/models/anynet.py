@@ -101,9 +101,7 @@ class AnyNet(nn.Module):
 
         arch = self.arch
         act_layer = get_act_layer(arch.activation)
-        self.stem = Stem(in_chans, arch.stem_width)
-        if arch.activation != "relu":  # pycls' stem uses the model's activation too
-            self.stem.bn.act = act_layer(inplace=True)
+        self.stem = Stem(in_chans, arch.stem_width, act_layer)  # pycls' stem uses the model's activation too
         self.feature_info = [dict(num_chs=arch.stem_width, reduction=2, module="stem")]
         dprs = calculate_drop_path_rates(drop_path_rate, arch.depths, stagewise=True)
         prev_w, net_stride, dilation = arch.stem_width, 2, 1

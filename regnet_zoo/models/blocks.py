@@ -16,21 +16,28 @@ from torch import nn
 from regnet_zoo.counting import Complexity, block_complexity, needs_projection, stem_complexity
 
 
-class Stem(ConvNormAct):
-    """3x3 stride-2 conv, BN, ReLU: (N, in_chans, H, W) -> (N, width, ceil(H/2), ceil(W/2))."""
+@torch.fx.wrap  # an FX leaf: traced models (symbolic_trace, create_feature_extractor) keep the check
+def check_input(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """``x`` if it is an (N, in_chans, H, W) batch, else ValueError."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(
+            "RegNet expects input images of shape (N, " + str(in_chans) + ", H, W), got "
+            + str(list(x.shape)) + "; for C-channel images create the model with in_chans=C"
+        )
+    return x
 
-    def __init__(self, in_chans: int, width: int):
-        super().__init__(in_chans, width, kernel_size=3, stride=2)
+
+class Stem(ConvNormAct):
+    """3x3 stride-2 conv, BN, activation: (N, in_chans, H, W) -> (N, width, ceil(H/2), ceil(W/2))."""
+
+    def __init__(self, in_chans: int, width: int, act_layer: type[nn.Module] = nn.ReLU):
+        super().__init__(in_chans, width, kernel_size=3, stride=2, act_layer=act_layer)
         self.in_chans = in_chans
         self.width = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                "RegNet expects input images of shape (N, " + str(self.in_chans) + ", H, W), got "
-                + str(list(x.shape)) + "; for C-channel images create the model with in_chans=C"
-            )
-        return self.bn(self.conv(x))  # ConvNormAct.forward without anti-aliasing; super() is not scriptable
+        # ConvNormAct.forward without anti-aliasing; super() is not scriptable
+        return self.bn(self.conv(check_input(x, self.in_chans)))
 
     def complexity(self, h: int) -> Complexity:
         return stem_complexity(self.in_chans, self.width, h)
