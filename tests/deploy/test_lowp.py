@@ -239,6 +239,7 @@ def test_calibration_errors(small_model, tmp_path):
 
 
 # ------------------------------------------------------------------ artefact
+@pytest.mark.slow
 def test_artifact_round_trip_in_fresh_process(small_int8, digits, tmp_path):
     out = save_quantized(small_int8, tmp_path / "q", {"accuracy": {"top1_val": 0.5}})
     assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml", "quantization.json"]
