@@ -41,10 +41,6 @@ from regnet_zoo.weights.manifest import load_manifest
 from ..weights.conftest import FakeHub, randomized, safetensors_bytes
 from ..weights.test_weights_convert import pycls_model, save_pycls_checkpoint
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore::UserWarning")]
-
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "bash", "sh", "console"}
@@ -95,8 +91,11 @@ BLOCKS = [b for f in DOC_FILES for b in extract_blocks(f)]
 
 
 # ---------------------------------------------------------------------- the local Hub, lazily filled
-class _LazyRepos(dict):
-    """``FakeHub.repos`` that publishes a manifest repo (random weights) the first time it is asked for."""
+class _LazyDict(dict):
+    """A dict that calls ``make(key)`` (which may store the key) the first time a missing key is read.
+
+    ``FakeHub.repos`` and ``FakeHub.static`` become these, so repos and files appear when requested.
+    """
 
     def __init__(self, make: Callable[[str], None]) -> None:
         super().__init__()
@@ -117,10 +116,6 @@ class _LazyRepos(dict):
         return super().__getitem__(key)
 
 
-class _LazyStatic(_LazyRepos):
-    """``FakeHub.static`` that writes the paper's original pycls checkpoint the first time it is asked for."""
-
-
 class DocsHub(FakeHub):
     """The test Hub serving every manifest entry's Hub file and pycls original, with random weights."""
 
@@ -130,8 +125,8 @@ class DocsHub(FakeHub):
         self.by_repo = {e.hub.repo_id: e for e in entries if e.hub is not None}
         self.by_origin = {e.origin.url.removeprefix(PYCLS_BASE + "/"): e for e in entries
                           if e.origin is not None and e.origin.format == "pycls"}
-        self.repos = _LazyRepos(self._publish)
-        self.static = _LazyStatic(self._publish_origin)
+        self.repos = _LazyDict(self._publish)
+        self.static = _LazyDict(self._publish_origin)
 
     def _publish(self, repo_id: str) -> None:
         entry = self.by_repo.get(repo_id)
@@ -280,9 +275,12 @@ def test_every_block_is_marked():
     assert run, "no runnable block found"
 
 
+@pytest.mark.slow  # minutes: trainings, exports, downloads
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # the docs' code, not ours
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang in RUN and SKIP not in b.flags],
                          ids=lambda b: b.id)
 def test_block_runs(block: Block, doc_env):
+    """The block runs as written: exec'd (python) or by bash in the file's folder, exit code 0."""
     cwd, namespace, env = doc_env(block.file)
     os.chdir(cwd)
     if block.lang == "python":
