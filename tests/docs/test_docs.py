@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
+from PIL import Image
 
 import regnet_zoo
 from regnet_zoo.weights.manifest import load_manifest
@@ -157,8 +159,6 @@ def _write_model(name: str, fmt: str) -> Callable[[Path], None]:
         if fmt == "pycls":
             path.write_bytes(pycls_file(name))
         elif fmt == "torchvision":
-            import torchvision
-
             torch.save(randomized(getattr(torchvision.models, name)()).state_dict(), path)
         else:
             path.write_bytes(safetensors_bytes(randomized(regnet_zoo.create(name)).state_dict()))
@@ -168,8 +168,6 @@ def _write_model(name: str, fmt: str) -> Callable[[Path], None]:
 
 def _write_images(path: Path) -> None:
     """An image folder: two ImageNet synset classes of three random 64 px RGB images."""
-    from PIL import Image
-
     g = torch.Generator().manual_seed(0)
     for synset in ("n01440764", "n01443537"):
         (path / synset).mkdir(parents=True)
