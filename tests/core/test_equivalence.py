@@ -24,7 +24,13 @@ def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
-@pytest.mark.parametrize("name", PAPER_AND_TV)
+def _fast_first(names: list[str], fast: set[str]) -> list:
+    """``names`` as params; all but ``fast`` (small models, one of each kind) marked slow: the full sweep runs in CI."""
+    return [pytest.param(n, marks=() if n in fast else pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("name", _fast_first(PAPER_AND_TV, {"regnetx_200mf", "regnety_200mf", "regnetx_400mf_tv",
+                                                            "regnety_800mf_tv", "regnetz_500mf"}))
 def test_timm_state_dict_loads_strictly_and_outputs_match(name):
     entry = MODELS[name]
     torch.manual_seed(0)
@@ -42,7 +48,7 @@ def test_timm_state_dict_loads_strictly_and_outputs_match(name):
 TORCHVISION = sorted({e.torchvision_name for e in MODELS.values() if e.torchvision_name} - {"regnet_y_128gf"})
 
 
-@pytest.mark.parametrize("tv_name", TORCHVISION)
+@pytest.mark.parametrize("tv_name", _fast_first(TORCHVISION, {"regnet_x_400mf", "regnet_y_400mf", "regnet_y_800mf"}))
 def test_torchvision_models_convert_exactly(tv_name):
     """torchvision's random model -> timm's converter (its own, independent code) -> our model."""
     from timm.models.regnet import _filter_fn

@@ -76,6 +76,7 @@ BUILDERS = {
 SCHEDULE = {"faster": (0.01, 0.8), "mask": (0.01, 0.8), "retina": (0.1, 0.95)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BUILDERS))
 def test_train_steps_decrease_loss_then_eval(kind):
     torch.manual_seed(0)

@@ -8,7 +8,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -37,7 +36,7 @@ from regnet_zoo.inference import (
 )
 from regnet_zoo.inference import precision as precision_mod
 from regnet_zoo.inference.compare import compare_outputs, top1_accuracy
-from regnet_zoo.lightning import DigitsDataModule, RegNetClassifier
+from regnet_zoo.lightning import DigitsDataModule
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -67,16 +66,12 @@ def small_int8(small_model, digits):
 
 
 @pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    """The demo recipe's model, trained once for this module (~20 s on 2 cores), and its data."""
-    cfg = yaml.safe_load(DEMO.read_text())
-    L.seed_everything(cfg["seed_everything"], verbose=False)
-    dm = DigitsDataModule(**cfg["data"]["init_args"])
-    module = RegNetClassifier(**cfg["model"], num_classes=10, in_chans=dm.in_chans)
-    L.Trainer(max_epochs=cfg["trainer"]["max_epochs"], accelerator="cpu", devices=1, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              default_root_dir=str(tmp_path_factory.mktemp("demo"))).fit(module, dm)
-    return module.export_model(), dm
+def trained_digits(demo_run):
+    """The demo recipe's trained model (the session's one demo run), and its data."""
+    assert demo_run.returncode == 0, demo_run.stdout[-2000:]
+    dm = DigitsDataModule(**yaml.safe_load(DEMO.read_text())["data"]["init_args"])
+    dm.setup("fit")
+    return regnet_zoo.from_pretrained(demo_run.exported).eval(), dm
 
 
 # ------------------------------------------------------------------ accuracy on the trained digits model
@@ -150,6 +145,7 @@ def test_dtype_aliases_and_arguments(small_model, digits):
 
 
 # ------------------------------------------------------------------ int8
+@pytest.mark.slow
 def test_int8_matches_fp32_on_real_images(small_model, small_int8, digits):
     x = digits.val_set.images[:128]
     stats = compare_outputs(small_model, small_int8, x.split(32))
@@ -239,6 +235,7 @@ def test_calibration_errors(small_model, tmp_path):
 
 
 # ------------------------------------------------------------------ artefact
+@pytest.mark.slow
 def test_artifact_round_trip_in_fresh_process(small_int8, digits, tmp_path):
     out = save_quantized(small_int8, tmp_path / "q", {"accuracy": {"top1_val": 0.5}})
     assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml", "quantization.json"]

@@ -148,6 +148,7 @@ def test_cli_sample_spaces_fit(tmp_path, capsys):
     assert e.value.code == 2 and "sample" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_analyze(runs, tmp_path, capsys):
     plots = tmp_path / "plots"
     assert cli(["sweep", "analyze", str(runs / "a"), str(runs / "r"), "--plots", str(plots), "--n-boot", "500"]) == 0

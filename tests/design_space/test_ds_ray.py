@@ -15,6 +15,7 @@ from regnet_zoo.design_space.records import append_jsonl
 from .conftest import FAST, tiny_trials
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # each test starts a local Ray instance (tens of seconds)
 
 
 def test_ray_tune_runs_pending_trials(tmp_path):
@@ -64,7 +65,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table from /proc")
 def test_kill_9_leaves_no_ray_processes(tmp_path):
     # Ray's own fate sharing ends raylet and GCS with the driver, but its dashboard and runtime-env

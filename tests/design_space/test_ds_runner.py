@@ -35,6 +35,7 @@ def test_trial_trains_and_records():
     assert rec["settings"]["epochs"] == 2 and rec["settings"]["data"] == "digits"
 
 
+@pytest.mark.slow
 def test_parallel_workers_then_resume(tmp_path):
     trials = tiny_trials(3)
     seen = []
@@ -79,6 +80,7 @@ def _state_ppid(pid: int) -> tuple[str, int]:
     return fields[0], int(fields[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table from /proc")
 def test_kill_9_with_workers_then_resume(tmp_path):
     trials = tiny_trials(3)

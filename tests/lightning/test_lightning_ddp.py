@@ -22,6 +22,8 @@ import torch
 
 from regnet_zoo.cli import main
 
+pytestmark = pytest.mark.slow  # DDP runs: 2-4 processes each
+
 PROBE = '''
 import json, os
 import lightning as L
@@ -239,7 +241,6 @@ def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
 
 
-@pytest.mark.slow
 def test_first_step_gradients_across_process_counts_sync_batchnorm_and_accumulation(tmp_path):
     """2 x 16 with SyncBN = 1 x 32; 2 x 16 without = 1 x 16 x accumulate 2 in kind: BN over each 16 (predicted).
 

@@ -37,6 +37,7 @@ PYCLS = {
     "regnety_12gf": (0.4, 512, 400), "regnety_16gf": (0.2, 256, 200), "regnety_32gf": (0.2, 256, 200),
 }
 ALL = sorted(p.name for p in RECIPES.glob("*.yaml"))
+FAST_RECIPES = {"demo_digits.yaml", "finetune.yaml", "regnetx_200mf_100ep.yaml", "regnety_4.0gf_enhanced_250ep.yaml"}
 
 
 def resolved(config: Path | str, *extra: str) -> dict:
@@ -170,7 +171,7 @@ def finetune_weights(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("recipe", ALL)
+@pytest.mark.parametrize("recipe", [pytest.param(r, marks=() if r in FAST_RECIPES else pytest.mark.slow) for r in ALL])
 def test_recipe_trains_one_step(recipe, tmp_path, finetune_weights):
     args = ["--config", str(RECIPES / recipe), *TINY_DATA, "--trainer.accelerator", "cpu",
             "--trainer.devices", "1", "--trainer.num_nodes", "1", "--trainer.strategy", "auto",

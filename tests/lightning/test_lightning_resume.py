@@ -35,7 +35,7 @@ def _fit(tiny_cfg, trainer_kwargs, ckpt_dir: Path, max_epochs: int, ckpt_path: s
     return model, trainer
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(1, marks=pytest.mark.slow)])  # 1: a worker process
 def test_resumed_run_equals_uninterrupted(tiny_cfg, trainer_kwargs, tmp_path, num_workers):
     """Same weights, BN statistics, EMA, momentum and LR; with augmentation, MixUp, DropPath, precise BN.
 
@@ -147,6 +147,7 @@ def _progress(path: Path) -> list[tuple[int, int]]:
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_from_last(tmp_path):
     (tmp_path / "slow_progress.py").write_text(textwrap.dedent(SLOW_CALLBACK))
     config = tmp_path / "run.yaml"
