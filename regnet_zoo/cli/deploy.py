@@ -295,7 +295,8 @@ def run_export(a: argparse.Namespace) -> int:
         return 1
     what = f"checked at batch {', '.join(str(len(x)) for x in checks)}: max abs diff {diff:.2e}" if diff is not None \
         else "not checked"
-    print(f"wrote {out} ({a.format}{', BN fused' if a.fuse_bn else ''}, {os.path.getsize(out) / 2**20:.1f} MiB; "
+    size = os.path.getsize(out) + (os.path.getsize(out.with_suffix(".bin")) if a.format == "openvino" else 0)
+    print(f"wrote {out} ({a.format}{', BN fused' if a.fuse_bn else ''}, {size / 2**20:.1f} MiB; "
           f"{what})")
     return 0
 
