@@ -112,6 +112,7 @@ def test_benchmark_dtype_bf16_rows(tmp_path):
     assert all(r["images_per_s"] > 0 for r in result["rows"])
 
 
+@pytest.mark.slow
 def test_export_openvino_fp32_matches_pytorch(tmp_path, x200_weights):
     import openvino as ov
 
