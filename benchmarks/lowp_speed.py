@@ -15,7 +15,7 @@ eager NCHW and to timm's best bf16 path measured in the same rounds, and FLOP/s 
 run, the higher of the two used). The JSON (``--json``,
 rewritten after every model) records the CPU flags, versions and ``os.getloadavg()`` per row.
 
-    python benchmarks/lowp_speed.py                  # full: 6 models x batch 1, 8, 32 (2 threads; ~15-25 min)
+    python benchmarks/lowp_speed.py                  # full: 6 models x batch 1, 8, 32 (33 min, loaded machine)
     python benchmarks/lowp_speed.py --quick          # smoke test: RegNetX-200MF, batch 1, a few variants
     python benchmarks/lowp_speed.py --models regnety_4.0gf --batches 8 --variants timm_eager,zoo_bf16
 """
