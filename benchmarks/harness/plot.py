@@ -75,3 +75,45 @@ def plot_report(rep: Report, path: str | os.PathLike) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+LOWP_COLORS = {"timm": "tab:orange", "zoo": "tab:blue", "ort": "tab:green", "ov": "tab:purple", "pt2e": "tab:gray"}
+
+
+def plot_lowp(report: dict, path: str | os.PathLike) -> Path:
+    """PNG/PDF/SVG (by suffix) of a ``lowp_speed.py`` report, atomically: one panel per batch size,
+    images/s of every model and variant (log scale), annotated with the fraction of its dtype's peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    path = Path(path)
+    rows = report["rows"]
+    if not rows:
+        raise ValueError("nothing to plot: the report has no rows")
+    batches = sorted({r["batch"] for r in rows})
+    height = max(3.0, 0.16 * max(sum(r["batch"] == b for r in rows) for b in batches))
+    fig, axes = plt.subplots(1, len(batches), figsize=(6.0 * len(batches), height), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        sel = [r for r in rows if r["batch"] == batch]
+        ax.barh(range(len(sel)), [r["img_s"] for r in sel],
+                color=[LOWP_COLORS.get(r["variant"].split("_")[0], "black") for r in sel])
+        ax.set_yticks(range(len(sel)), [f"{r['model']} {r['variant']}" for r in sel], fontsize=5)
+        for i, r in enumerate(sel):
+            if r.get("fraction_of_peak"):
+                ax.annotate(f"{r['fraction_of_peak']:.2f}", (r["img_s"], i), fontsize=4, va="center")
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel(f"images/s, batch {batch} ({report['machine'].get('threads')} threads; label: fraction of "
+                      "the dtype's 1x1-conv peak)", fontsize=7)
+    axes[0][0].legend(handles=[Patch(color=c, label=k) for k, c in LOWP_COLORS.items()], fontsize=6,
+                      loc="lower right")
+    fig.tight_layout()
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
+    finally:
+        plt.close(fig)
+    return path

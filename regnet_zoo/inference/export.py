@@ -1,4 +1,5 @@
-"""Model export: TorchScript (scripted or traced) and ONNX (``torch.onnx`` dynamo exporter, dynamic batch).
+"""Model export: TorchScript (scripted or traced), ONNX (``torch.onnx`` dynamo exporter, dynamic batch; int8
+by ONNX Runtime's ``quantize_static``) and OpenVINO IR.
 
 Our models script (``torch.jit.script``) as well as trace; ONNX files carry the model's preprocessing
 (``pretrained_cfg``) in their metadata and are checked against onnxruntime by ``check_onnx``. Files
@@ -193,6 +194,112 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Ten
         worst = max(worst, diff)
         if diff > atol:
             raise ExportError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} > {atol:g} "
+                              f"for input {tuple(x.shape)}")
+    return worst
+
+
+class _Reader:
+    """ONNX Runtime ``CalibrationDataReader`` protocol over a list of image batches."""
+
+    def __init__(self, batches: list[torch.Tensor]):
+        self._batches = iter([{ONNX_INPUT: b.float().cpu().numpy()} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # part of the protocol; one pass is all quantize_static makes
+        pass
+
+
+def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: list[torch.Tensor]) -> Path:
+    """INT8 static quantization of the ONNX file ``src`` into ``dst`` with ONNX Runtime's public API.
+
+    ``quant_pre_process`` (shape inference, graph optimisation), then ``quantize_static``: QDQ format,
+    int8 weights symmetric per output channel, uint8 activations per tensor with min/max ranges of the
+    ``calibration`` batches (float32 NCHW images preprocessed as for the model). ``dst`` appears only
+    when complete; ``ExportError`` when quantization fails, ``ExportDependencyError`` without onnxruntime.
+    """
+    require_packages("onnx", "onnxruntime", purpose="ONNX int8 quantization")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("quantize_onnx needs at least one calibration batch")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        pre, out = staging / "pre.onnx", staging / dst.name
+        try:
+            quant_pre_process(str(src), str(pre))
+            quantize_static(str(pre), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        except Exception as err:
+            raise ExportError(f"ONNX Runtime could not quantize {src}: {_describe(err)}") from err
+        atomic_write(dst, lambda tmp: os.replace(out, tmp))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dst
+
+
+def export_openvino(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
+    """Write ``model.eval()`` as OpenVINO IR: ``path`` (``.xml``, the graph) and ``path.with_suffix(".bin")``.
+
+    Batch axis dynamic, C x H x W of ``example``; float32 weights (not compressed to fp16). Both files are
+    saved into a temporary folder beside ``path`` and moved in, the ``.bin`` first and the ``.xml`` last;
+    nothing is left on failure. ``ExportError`` when OpenVINO cannot convert the model;
+    ``ExportDependencyError`` without OpenVINO (``pip install 'regnet-zoo[quant]'``).
+    """
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise ExportDependencyError(f"OpenVINO export needs openvino ({err}); install it with: "
+                                    "pip install 'regnet-zoo[quant]'") from err
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise ValueError(f"an OpenVINO IR path ends in .xml, got {path}")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ov_model = ov.convert_model(model.eval(), example_input=example,
+                                        input=[ov.PartialShape([-1, *example.shape[1:]])])
+    except Exception as err:
+        raise ExportError(f"OpenVINO cannot convert {model_label(model)}: {_describe(err)}") from err
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    bin_path = path.with_suffix(".bin")
+    moved: list[Path] = []
+    try:
+        ov.save_model(ov_model, str(staging / path.name), compress_to_fp16=False)
+        moved.append(atomic_write(bin_path, lambda tmp: os.replace(staging / bin_path.name, tmp)))
+        atomic_write(path, lambda tmp: os.replace(staging / path.name, tmp))
+    except BaseException:
+        for f in moved:
+            f.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def check_openvino(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
+    """Run the IR at ``path`` with OpenVINO (CPU, f32) on each input; the max abs difference to ``model``.
+
+    Raises ``ExportError`` when it exceeds ``atol``.
+    """
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    worst = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            ref = model.eval()(x).float().cpu().numpy()
+        got = compiled(x.float().cpu().numpy())[0]
+        diff = float(np.abs(got - ref).max())
+        worst = max(worst, diff)
+        if diff > atol:
+            raise ExportError(f"{path}: OpenVINO differs from PyTorch by {diff:.3g} > {atol:g} "
                               f"for input {tuple(x.shape)}")
     return worst
 

@@ -62,7 +62,7 @@ class QuantizedArtifactError(ValueError):
     """A folder that is not a complete, intact quantized artefact."""
 
 
-def _require(*names: str) -> None:
+def require_quant(*names: str) -> None:
     missing = []
     for name in names:
         try:
@@ -167,7 +167,7 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
         raise ValueError(f"activation_range must be 'minmax' or 'mean_minmax', got {activation_range!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_model needs an nn.Module, got {type(model).__name__}")
-    _require("openvino", "nncf")
+    require_quant("openvino", "nncf")
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -272,7 +272,7 @@ def read_metadata(out_dir: str | os.PathLike) -> dict[str, Any]:
 def load_quantized(out_dir: str | os.PathLike, *, threads: int | None = None, verify: bool = True,
                    inference_precision: Literal["f32", "bf16"] | None = None) -> QuantizedModel:
     """The ``QuantizedModel`` saved in ``out_dir`` (files checked against their sha256 unless ``verify=False``)."""
-    _require("openvino")
+    require_quant("openvino")
     import openvino as ov
 
     out_dir = Path(out_dir)

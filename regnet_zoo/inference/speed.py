@@ -25,6 +25,7 @@ from torch import nn
 
 from regnet_zoo.factory import create
 from regnet_zoo.inference.optimize import optimize_for_inference, to_channels_last
+from regnet_zoo.inference.quantize import quantize_model
 from regnet_zoo.registry import ModelEntry, get_entry
 
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
@@ -159,13 +160,65 @@ def zoo_compiled(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     return optimize_for_inference(model, channels_last=layout == "nhwc", compile=True)
 
 
+class _Autocast(nn.Module):
+    """``module`` under ``torch.autocast(device, bfloat16)``: timm's usual bf16 inference path."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.module(x)
+
+
+def timm_bf16(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """``timm_eager`` under bf16 autocast."""
+    return _Autocast(timm_eager(model, entry, layout))
+
+
+def zoo_bf16(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """``optimize_for_inference(dtype="bf16")``: BN folded, bf16 weights and activations."""
+    return optimize_for_inference(model, "bf16", channels_last=layout == "nhwc")
+
+
+def zoo_bf16_compiled(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+    """``zoo_bf16`` + ``torch.compile`` (inductor, weight freezing)."""
+    return optimize_for_inference(model, "bf16", channels_last=layout == "nhwc", compile=True)
+
+
+def zoo_int8_builder(resolution: int, num_images: int = 32, seed: int = 0) -> Callable[..., nn.Module]:
+    """A builder of the int8 model (``quantize_model``: OpenVINO + NNCF, torch's thread count) calibrated on
+    ``num_images`` random N(0, 1) images of ``resolution`` px: fine for timing, not for accuracy (calibrate
+    on real images). The model takes either layout, so it is quantized once and shared by both."""
+    built: dict[int, nn.Module] = {}
+
+    def zoo_int8(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
+        if id(model) not in built:
+            images = torch.randn(num_images, model.in_chans, resolution, resolution,
+                                 generator=torch.Generator().manual_seed(seed))
+            built[id(model)] = quantize_model(model, images, num_images=num_images, threads=torch.get_num_threads())
+        return built[id(model)]
+    return zoo_int8
+
+
 BASELINE = "timm eager"  # ratios are to this variant in the first layout asked for
 
 
-def default_variants(compile: bool = False) -> list[Variant]:
-    """Our eager model, timm's, our BN-folded model (+ the compiled one with ``compile``)."""
+def default_variants(compile: bool = False, dtype: str = "fp32", resolution: int = 224) -> list[Variant]:
+    """Our eager model, timm's, our BN-folded model (+ the compiled one with ``compile``), + per ``dtype``:
+    "bf16", timm under bf16 autocast and our bf16 model (+ compiled); "int8", our OpenVINO int8 model."""
     out = [Variant("zoo eager", zoo_eager), Variant(BASELINE, timm_eager), Variant("zoo fused", zoo_fused)]
-    return out + [Variant("zoo compiled", zoo_compiled)] if compile else out
+    if compile:
+        out.append(Variant("zoo compiled", zoo_compiled))
+    if dtype == "bf16":
+        out += [Variant("timm bf16 autocast", timm_bf16), Variant("zoo bf16", zoo_bf16)]
+        out += [Variant("zoo bf16 compiled", zoo_bf16_compiled)] if compile else []
+    elif dtype == "int8":
+        out.append(Variant("zoo int8", zoo_int8_builder(resolution)))
+    elif dtype != "fp32":
+        raise ValueError(f"dtype must be fp32, bf16 or int8, got {dtype!r}")
+    return out
 
 
 def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhwc"),
@@ -202,13 +255,20 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
         used_threads = torch.get_num_threads()
     baseline = f"{BASELINE}@{layouts[0]}"
     ref = timings.get(baseline) or next(iter(timings.values()))
-    rows = [dict(case=n, variant=n.split("@")[0], layout=n.split("@")[1], images_per_s=t.images_per_s,
+    rows = [dict(case=n, variant=n.split("@")[0], layout=n.split("@")[1], dtype=_dtype_of(n),
+                 images_per_s=t.images_per_s,
                  best_images_per_s=t.best_images_per_s, spread=t.spread, times_s=t.seconds,
                  ratio=t.images_per_s / ref.images_per_s, ratio_best=t.best_images_per_s / ref.best_images_per_s)
             for n, t in timings.items()]
+    dtypes = sorted({_dtype_of(v.name) for v in variants})
     return dict(model=entry.name, batch=batch, resolution=resolution, device=str(device), threads=used_threads,
-                dtype="float32", warmup=warmup, repeats=repeats, torch=torch.__version__, timm=timm.__version__,
+                dtype="+".join(dtypes), warmup=warmup, repeats=repeats, torch=torch.__version__,
+                timm=timm.__version__,
                 baseline=ref.name, rows=rows)
+
+
+def _dtype_of(variant: str) -> str:
+    return "bf16" if "bf16" in variant else "int8" if "int8" in variant else "fp32"
 
 
 def _inference_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
