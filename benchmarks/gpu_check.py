@@ -8,7 +8,7 @@ with the achieved FLOP/s. ``--cpu-smoke`` runs the same code on the CPU at a tin
 batch 2, 64 px, eager only), so the script is exercised without a GPU.
 
     python benchmarks/gpu_check.py --json benchmarks/results/gpu-check-cuda.json
-    python benchmarks/gpu_check.py --cpu-smoke --json /tmp/smoke.json
+    python benchmarks/gpu_check.py --cpu-smoke --json smoke.json
 """
 
 from __future__ import annotations
