@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def run_quantize(a: argparse.Namespace) -> int:
 
 def _export_int8(a: argparse.Namespace, model, out: Path) -> int:
     """``export --int8``: ONNX Runtime QDQ file or the OpenVINO + NNCF artefact folder, checked against fp32."""
-    import tempfile
-
     from regnet_zoo.inference import (
         ExportError,
         QuantizationDependencyError,
@@ -205,10 +204,6 @@ def _export_int8(a: argparse.Namespace, model, out: Path) -> int:
     )
     from regnet_zoo.inference.export import DEFAULT_OPSET, quantize_onnx
 
-    if a.format not in INT8_FORMATS:
-        print(f"regnet-zoo export: --int8 applies to --format {' / '.join(INT8_FORMATS)}, not {a.format}",
-              file=sys.stderr)
-        return 2
     if a.calib is None:
         print("regnet-zoo export: --int8 needs calibration images: --calib DIR|digits", file=sys.stderr)
         return 2
@@ -270,12 +265,9 @@ def run_export(a: argparse.Namespace) -> int:
     base = a.name.replace("/", "_").replace(":", "_") + ("-fused" if a.fuse_bn else "") + ("-int8" if a.int8 else "")
     int8_dir = a.int8 and a.format == "openvino"
     out = Path(a.output or base + ("" if int8_dir else FORMATS[a.format]))
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if a.int8:
         return _export_int8(a, model, out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     example = torch.randn(1 if a.static_batch else 2, a.in_chans, a.resolution, a.resolution)
     checks = [torch.randn(n, a.in_chans, a.resolution, a.resolution) for n in ((1,) if a.static_batch else (1, 3))]

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,22 +151,35 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         raise ExportError(f"ONNX export of {model_label(model)} failed in torch.onnx.export (opset {opset}, "
                           f"input {tuple(example.shape)}): {_describe(err)}") from err
     program.model.metadata_props.update({**onnx_metadata(model), **(metadata or {})})
+    try:
+        return _save_staged(path, lambda main: program.save(str(main), external_data=external_data))
+    except OSError:
+        raise
+    except Exception as err:
+        raise ExportError(f"saving the ONNX export of {model_label(model)} to {path} failed: "
+                          f"{_describe(err)}") from err
+
+
+def _save_staged(path: Path, save: Callable[[Path], None]) -> Path:
+    """Run ``save(main)`` in a temporary folder beside ``path``, then move its files in under their names.
+
+    ``save`` writes the main file (``main`` has ``path``'s name) and any side files it refers to by name
+    (ONNX external data, an OpenVINO ``.bin``); the side files are moved first and the main file last
+    (``atomic_write``), so ``path`` appears only when complete; on failure nothing is left behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     moved: list[Path] = []
     try:
-        program.save(str(staging / path.name), external_data=external_data)
-        for f in sorted(staging.iterdir()):  # the external data files, saved under their final names
+        save(staging / path.name)
+        for f in sorted(staging.iterdir()):
             if f.name != path.name:
                 moved.append(atomic_write(path.parent / f.name, lambda tmp, f=f: os.replace(f, tmp)))
         atomic_write(path, lambda tmp: os.replace(staging / path.name, tmp))
-    except Exception as err:
+    except BaseException:
         for f in moved:
             f.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise
-        raise ExportError(f"saving the ONNX export of {model_label(model)} to {path} failed: "
-                          f"{_describe(err)}") from err
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
@@ -181,19 +194,28 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Ten
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _max_abs_diff(path, "onnxruntime", lambda a: session.run(None, {ONNX_INPUT: a})[0], model, inputs, atol)
+
+
+def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[np.ndarray], np.ndarray], model: nn.Module,
+                  inputs: list[torch.Tensor], atol: float) -> float:
+    """Max abs difference of ``run`` (an exported model on float32 arrays) to ``model.eval()`` over ``inputs``.
+
+    Raises ``ExportError`` on an output shape mismatch or a difference above ``atol``.
+    """
     worst = 0.0
     model = model.eval()
     for x in inputs:
         with torch.no_grad():
             ref = model(x).float().cpu().numpy()
-        got = session.run(None, {ONNX_INPUT: x.float().cpu().numpy()})[0]
+        got = run(x.float().cpu().numpy())
         if got.shape != ref.shape:
-            raise ExportError(f"{path}: onnxruntime output shape {got.shape} != PyTorch {ref.shape} "
+            raise ExportError(f"{path}: {runtime} output shape {got.shape} != PyTorch {ref.shape} "
                               f"for input {tuple(x.shape)}")
         diff = float(np.abs(got - ref).max())
         worst = max(worst, diff)
         if diff > atol:
-            raise ExportError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} > {atol:g} "
+            raise ExportError(f"{path}: {runtime} differs from PyTorch by {diff:.3g} > {atol:g} "
                               f"for input {tuple(x.shape)}")
     return worst
 
@@ -266,21 +288,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, example: torch.Te
                                         input=[ov.PartialShape([-1, *example.shape[1:]])])
     except Exception as err:
         raise ExportError(f"OpenVINO cannot convert {model_label(model)}: {_describe(err)}") from err
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    bin_path = path.with_suffix(".bin")
-    moved: list[Path] = []
-    try:
-        ov.save_model(ov_model, str(staging / path.name), compress_to_fp16=False)
-        moved.append(atomic_write(bin_path, lambda tmp: os.replace(staging / bin_path.name, tmp)))
-        atomic_write(path, lambda tmp: os.replace(staging / path.name, tmp))
-    except BaseException:
-        for f in moved:
-            f.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return _save_staged(path, lambda main: ov.save_model(ov_model, str(main), compress_to_fp16=False))
 
 
 def check_openvino(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
@@ -291,17 +299,7 @@ def check_openvino(path: str | os.PathLike, model: nn.Module, inputs: list[torch
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    worst = 0.0
-    for x in inputs:
-        with torch.no_grad():
-            ref = model.eval()(x).float().cpu().numpy()
-        got = compiled(x.float().cpu().numpy())[0]
-        diff = float(np.abs(got - ref).max())
-        worst = max(worst, diff)
-        if diff > atol:
-            raise ExportError(f"{path}: OpenVINO differs from PyTorch by {diff:.3g} > {atol:g} "
-                              f"for input {tuple(x.shape)}")
-    return worst
+    return _max_abs_diff(path, "OpenVINO", lambda a: compiled(a)[0], model, inputs, atol)
 
 
 def _describe(err: BaseException) -> str:
