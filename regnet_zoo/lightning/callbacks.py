@@ -23,25 +23,20 @@ def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor
                      all_reduce_mean: Any = None) -> int:
     """Set every BN's running mean/var to the average of its batch statistics over ``num_batches`` batches.
 
-    As pycls' ``compute_precise_bn_stats``: with momentum 1 each forward leaves the batch mean and
-    (unbiased) batch variance in the running buffers; their averages replace the running statistics.
-    Unlike pycls (which runs right after the training epoch, i.e. in training mode), the models run in
-    eval mode with only their BN layers in training mode, so dropout and DropPath are off and the
-    statistics describe the network that is evaluated. Modes and momenta are restored afterwards.
-
-    ``all_reduce_mean`` (tensor -> its mean over processes) combines processes: each process contributes
-    its sums and batch count, so the result is the average over all batches of all processes. Every
-    process takes part in that reduction, also one that got no batches (else DDP would hang). Returns
-    the number of batches this process used; where no process used any, the statistics are unchanged.
+    As pycls' ``compute_precise_bn_stats`` (momentum 1: each forward leaves the batch mean and unbiased
+    variance in the running buffers, which are averaged), but in eval mode with only the BN layers in
+    training mode, so dropout and DropPath are off (pycls ran it in training mode). Modes and momenta
+    are restored. ``all_reduce_mean`` (tensor -> its mean over processes) averages over all batches of
+    all processes; every process takes part, also one without batches (else DDP would hang). Returns
+    the batches this process used; where no process used any, the statistics are unchanged.
     """
     bns = [m for model in models for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not bns:
         return 0
     modes = [(m, m.training) for model in models for m in model.modules()]
     momenta = [bn.momentum for bn in bns]
-    means = [torch.zeros_like(bn.running_mean, dtype=torch.float32) for bn in bns]
-    variances = [torch.zeros_like(bn.running_var, dtype=torch.float32) for bn in bns]
-    used = 0
+    buffers = [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]  # updated in place by forward
+    sums = buffers[0].new_zeros(sum(b.numel() for b in buffers) + 1, dtype=torch.float32)  # ..., batch count
     try:
         for model in models:
             model.eval()
@@ -51,25 +46,20 @@ def precise_bn_stats(models: Sequence[nn.Module], batches: Iterable[torch.Tensor
         for x in itertools.islice(batches, num_batches):
             for model in models:
                 model(x)
-            for i, bn in enumerate(bns):
-                means[i] += bn.running_mean
-                variances[i] += bn.running_var
-            used += 1
+            sums[:-1] += torch.cat([b.flatten() for b in buffers])
+            sums[-1] += 1
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
         for m, training in modes:
             m.training = training
-    count = means[0].new_tensor([used])
-    sums = torch.cat([t.flatten() for t in means + variances] + [count])
+    used = int(sums[-1])
     if all_reduce_mean is not None:
         sums = all_reduce_mean(sums)  # mean of sums / mean of counts = sum of sums / sum of counts
     total = float(sums[-1])
-    if total <= 0:
-        return used
-    buffers = [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]
-    for buf, average in zip(buffers, (sums[:-1] / total).split([b.numel() for b in buffers])):
-        buf.copy_(average.view_as(buf))
+    if total > 0:
+        for buf, average in zip(buffers, (sums[:-1] / total).split([b.numel() for b in buffers])):
+            buf.copy_(average.view_as(buf))
     return used
 
 
@@ -93,9 +83,7 @@ class PreciseBN(Callback):
         self.last_num_batches = 0
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        if self._done_at_step == trainer.global_step:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self._done_at_step == trainer.global_step:
             return
         self._done_at_step = trainer.global_step
         loader = trainer.train_dataloader
@@ -108,17 +96,11 @@ class PreciseBN(Callback):
                            num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
                            drop_last=loader.drop_last)
         models = [pl_module.model] + ([pl_module.ema.module] if getattr(pl_module, "ema", None) is not None else [])
-
-        def inputs() -> Iterable[torch.Tensor]:
-            for batch in fresh:
-                x = batch[0].to(pl_module.device, non_blocking=True)
-                yield pl_module.prepare_input(x) if hasattr(pl_module, "prepare_input") else x
-
-        def reduce(t: torch.Tensor) -> torch.Tensor:
-            return trainer.strategy.reduce(t, reduce_op="mean")
-
+        prepare = getattr(pl_module, "prepare_input", lambda x: x)
+        inputs = (prepare(batch[0].to(pl_module.device, non_blocking=True)) for batch in fresh)
         with trainer.precision_plugin.forward_context():
-            self.last_num_batches = precise_bn_stats(models, inputs(), n, reduce)
+            self.last_num_batches = precise_bn_stats(models, inputs, n,
+                                                     lambda t: trainer.strategy.reduce(t, reduce_op="mean"))
 
 
 def _existing(path: str | None) -> str | None:
@@ -142,21 +124,16 @@ class RunReport(Callback):
         self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        checkpoints = trainer.checkpoint_callbacks
+        metrics, checkpoints = trainer.callback_metrics, trainer.checkpoint_callbacks
         ckpt = checkpoints[0] if checkpoints else None
         # the newest full-state file: a save_last copy, or what a monitor=None callback saves every time
         last = next((p for cb in checkpoints for p in (cb.last_model_path, cb.best_model_path if cb.monitor is None
                                                        else None) if _existing(p)), None)
-
-        def value(key: str) -> float | None:
-            v = metrics.get(key)
-            return None if v is None else float(v)
-
         best_score = ckpt.best_model_score if ckpt is not None else None
         self.summary = {
             "model": getattr(pl_module.hparams, "name", None) or getattr(pl_module.hparams, "model", None),
-            "val_acc1": value("val/acc1"), "val_acc5": value("val/acc5"),
+            **{f"val_{k}": None if metrics.get(f"val/{k}") is None else float(metrics[f"val/{k}"])
+               for k in ("acc1", "acc5")},
             "best_val_acc1": None if best_score is None else float(best_score),
             "seconds": time.perf_counter() - self._t0, "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
@@ -171,12 +148,12 @@ class RunReport(Callback):
         s = self.summary
         if not s:
             return
-        model = s["model"] if isinstance(s["model"], str) else "custom config"
 
         def pct(v: float | None) -> str:
             return "n/a" if v is None else f"{100 * v:.2f}%"
 
         minutes, seconds = divmod(s["seconds"], 60)
+        model = s["model"] if isinstance(s["model"], str) else "custom config"
         lines = [f"Trained {model} for {s['epochs']} epochs ({s['global_step']} steps) in "
                  f"{int(minutes)}m {seconds:.1f}s",
                  f"  validation top-1: {pct(s['val_acc1'])} (top-5 {pct(s['val_acc5'])}); "
@@ -197,37 +174,29 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str = "predictions", top_k: int = 5):
         super().__init__(write_interval="batch")
         self.output_dir, self.top_k = output_dir, top_k
-        self._files: dict[int, Any] = {}
-
-    def _writer(self, trainer: L.Trainer) -> Any:
-        rank = trainer.global_rank
-        if rank not in self._files:
-            os.makedirs(self.output_dir, exist_ok=True)
-            name = "predictions.csv" if trainer.world_size == 1 else f"predictions-rank{rank}.csv"
-            f = open(os.path.join(self.output_dir, name), "w", newline="")
-            w = csv.writer(f)
-            w.writerow(["index", "path"] + [c for i in range(1, self.top_k + 1) for c in (f"class{i}", f"prob{i}")])
-            self._files[rank] = (f, w)
-        return self._files[rank][1]
+        self._file: Any = None
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int = 0) -> None:
-        writer = self._writer(trainer)
+        if self._file is None:  # this process's file
+            os.makedirs(self.output_dir, exist_ok=True)
+            name = "predictions.csv" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}.csv"
+            self._file = open(os.path.join(self.output_dir, name), "w", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["index", "path"] + [c for i in range(1, self.top_k + 1)
+                                                       for c in (f"class{i}", f"prob{i}")])
         loader = trainer.predict_dataloaders
-        dataset = loader.dataset if isinstance(loader, DataLoader) else None
-        samples = getattr(dataset, "samples", None)
+        samples = getattr(loader.dataset if isinstance(loader, DataLoader) else None, "samples", None)
         classes = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
-        k = min(self.top_k, prediction.shape[-1])
-        probs, idx = prediction.float().topk(k, dim=-1)
+        probs, idx = prediction.float().topk(min(self.top_k, prediction.shape[-1]), dim=-1)
         indices = list(batch_indices) if batch_indices is not None else [None] * len(prediction)
-        for row, (p, i) in enumerate(zip(probs.tolist(), idx.tolist())):
-            index = indices[row]
+        for index, p, i in zip(indices, probs.tolist(), idx.tolist()):
             path = samples[index][0] if samples is not None and index is not None else ""
             names = [classes[j] if classes is not None else j for j in i]
-            writer.writerow([index, path] + [v for pair in zip(names, (f"{q:.6f}" for q in p)) for v in pair])
+            self._writer.writerow([index, path] + [v for pair in zip(names, (f"{q:.6f}" for q in p)) for v in pair])
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for f, _ in self._files.values():
-            f.close()
-        self._files.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,18 +1,12 @@
 """``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
 
-On top of LightningCLI it: adds a ``checkpoint`` section (a ``ModelCheckpoint`` keeping ``best.ckpt``
-by ``val/acc1`` and ``last.ckpt`` in ``<default_root_dir>/checkpoints``, ``last.ckpt`` after every
-validation whether or not the metric improved, see ``last_checkpoint_callback``); resolves ``--ckpt_path last``
-to that folder's last checkpoint (``fit`` starts a new run when there is none yet, the other commands
-stop with an error) and loads no pretrained weights when a checkpoint is loaded; refuses a new ``fit``
-into a checkpoint folder holding an earlier run's checkpoints unless ``--overwrite true`` (which deletes
-them) or ``--ckpt_path last`` (which resumes the run); links the data's ``num_classes`` and
-``in_chans`` to the model; writes checkpoints atomically (``AtomicCheckpointIO``); logs to CSV under
-``<default_root_dir>/logs`` unless a logger is configured; makes ``--trainer.sync_batchnorm true`` keep
-the activations timm fuses into its BN layers (``TimmSyncBatchNorm``); lets a recipe build on another
-(a top-level ``__base__: FILE``, see ``RecipeConfigFile``); prints a report after ``fit``; writes
-``predict`` output as CSV; and can export the best weights in ``save_pretrained`` format
-(``--export_dir``) and push them (``--push_to_hub``).
+Added to LightningCLI (docs/training.md, "The command line"): a ``checkpoint`` section keeping
+``best.ckpt`` (by ``val/acc1``) and a ``last.ckpt`` written at every save point in
+``<default_root_dir>/checkpoints``; ``--ckpt_path last`` resolved to that folder (no pretrained download
+when a checkpoint is loaded); a new ``fit`` into a folder holding an earlier run's checkpoints stops
+unless ``--overwrite true``; data ``num_classes``/``in_chans`` linked to the model; atomic checkpoint
+writes; CSV logs; ``TimmSyncBatchNorm`` for ``--trainer.sync_batchnorm true``; recipes building on a
+``__base__``; a report after ``fit``; CSV ``predict`` output; ``--export_dir`` / ``--push_to_hub``.
 """
 
 from __future__ import annotations
@@ -39,7 +33,6 @@ from regnet_zoo.lightning.callbacks import PredictionWriter, RunReport
 from regnet_zoo.lightning.checkpoint_io import AtomicCheckpointIO, local_path
 from regnet_zoo.lightning.data import ClassificationDataModule
 from regnet_zoo.lightning.errors import DataError, NonFiniteLossError, RecipeError, RunFolderError
-from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
 from regnet_zoo.lightning.module import RegNetClassifier
 from regnet_zoo.lightning.sync_batchnorm import TimmSyncBatchNorm
 
@@ -118,31 +111,12 @@ def find_last_checkpoint(folder: str) -> str | None:
     return max(last, key=os.path.getmtime) if last else None
 
 
-def last_checkpoint_callback(dirpath: str | None, every_n_train_steps: int | None = None,
-                             train_time_interval: Any = None, every_n_epochs: int | None = None,
-                             save_on_train_epoch_end: bool | None = None) -> ModelCheckpoint:
-    """A ``ModelCheckpoint`` that overwrites ``dirpath/last.ckpt`` at every save point (by default every epoch).
-
-    Since Lightning 2.6 ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where it
-    also saved a top-k checkpoint: with ``monitor="val/acc1", save_top_k=1`` only when the accuracy
-    improved, so a run killed after a non-improving epoch would resume from an older epoch, and at the end
-    of ``fit`` its ``on_train_end`` writes one more ``last.ckpt`` whose ``epoch`` is the number of finished
-    epochs rather than the index of the last one. This callback saves unconditionally (``monitor=None``,
-    one file, no version counter) at the cadence given (the ``checkpoint`` section's).
-    """
-    return ModelCheckpoint(dirpath=dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
-                           save_top_k=1, enable_version_counter=False, every_n_train_steps=every_n_train_steps,
-                           train_time_interval=train_time_interval, every_n_epochs=every_n_epochs,
-                           save_on_train_epoch_end=save_on_train_epoch_end)
-
-
 class RegNetCLI(LightningCLI):
     """LightningCLI with the checkpoint, logging, linking and export defaults described in the module."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         kwargs.setdefault("parser_kwargs", {"prog": "regnet-zoo"})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        ignore_known_lightning_warnings()
         with warnings.catch_warnings():  # `args` is our sys.argv tail, not a mistake
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             super().__init__(RegNetClassifier, ClassificationDataModule, subclass_mode_data=True,
@@ -236,12 +210,15 @@ class RegNetCLI(LightningCLI):
             callbacks.append(PredictionWriter(os.path.join(root, "predictions")))
         ckpt = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
         if ckpt.save_last is True and ckpt.monitor is not None:
-            # after the section's callback, so that last.ckpt holds its updated best score and path
-            best = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
-            best.save_last = False
-            callbacks.append(last_checkpoint_callback(ckpt.dirpath, ckpt.every_n_train_steps,
-                                                      ckpt.train_time_interval, ckpt.every_n_epochs,
-                                                      ckpt.save_on_train_epoch_end))
+            # Lightning >= 2.6 copies save_last's last.ckpt only where it saves a top-k checkpoint (when the
+            # metric improved): a second callback saves it at every save point instead, after the section's
+            # callback so that last.ckpt holds its updated best score and path
+            next(c for c in callbacks if isinstance(c, ModelCheckpoint)).save_last = False
+            callbacks.append(ModelCheckpoint(
+                dirpath=ckpt.dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
+                enable_version_counter=False, every_n_train_steps=ckpt.every_n_train_steps,
+                train_time_interval=ckpt.train_time_interval, every_n_epochs=ckpt.every_n_epochs,
+                save_on_train_epoch_end=ckpt.save_on_train_epoch_end))
         trainer = super()._instantiate_trainer(config, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -262,12 +239,11 @@ class RegNetCLI(LightningCLI):
             module = RegNetClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False)
         score = ckpt.best_model_score if ckpt is not None and ckpt.monitor == "val/acc1" else None
         metrics = {"top1": round(100 * float(score), 3)} if score is not None else None
-        if cfg.export_dir:
-            module.save_pretrained(cfg.export_dir, metrics=metrics)
-            print(f"exported {path or 'final weights'} to {cfg.export_dir}", flush=True)
-        if cfg.push_to_hub:
-            module.push_to_hub(cfg.push_to_hub, metrics=metrics)
-            print(f"pushed {path or 'final weights'} to {cfg.push_to_hub}", flush=True)
+        for target, write, done in ((cfg.export_dir, module.save_pretrained, "exported"),
+                                    (cfg.push_to_hub, module.push_to_hub, "pushed")):
+            if target:
+                write(target, metrics=metrics)
+                print(f"{done} {path or 'final weights'} to {target}", flush=True)
 
 
 def run(command: str, argv: list[str]) -> int:

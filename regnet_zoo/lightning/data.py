@@ -1,15 +1,16 @@
 """LightningDataModules: the embedded digits, ImageNet-layout folders, and any folder of classes.
 
 All share one loader policy (``ClassificationDataModule``): per-device ``batch_size``, epoch-seeded
-shuffling sharded over ranks (exact resumption, see ``sampling``), dropped last partial training
-batch (as pycls), workers and pinned memory. Each exposes ``num_classes``, ``in_chans`` and
-``classes``; the CLI links the first two to the model.
+shuffling sharded over ranks (``EpochDataLoader``), dropped last partial training batch (as pycls),
+workers and pinned memory. Each exposes ``num_classes``, ``in_chans`` and ``classes``; the CLI links
+the first two to the model.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms import v2
 
 from regnet_zoo.lightning.errors import DataError
-from regnet_zoo.lightning.sampling import EpochDataLoader, epoch_sampler
 from regnet_zoo.lightning.transforms import AutoAugmentName, eval_transform, load_rgb_image, train_transform
 
 
@@ -68,27 +68,32 @@ def check_folder(path: str | os.PathLike, what: str = "data folder") -> str:
     return path
 
 
-def find_classes_checked(root: str | os.PathLike, what: str = "data folder") -> list[str]:
-    """Sorted class sub-folder names of ``root`` (``DataError`` if missing or without sub-folders)."""
+def scan_class_folder(root: str | os.PathLike, what: str = "data folder",
+                      images: bool = True) -> tuple[list[str], list[tuple[str, int]]]:
+    """Classes (sorted sub-folder names) of ``root`` and, with ``images``, its sorted (path, class index) images.
+
+    ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a class folder
+    holds no image files.
+    """
     root = check_folder(root, what)
     try:
-        return find_classes(root)[0]
+        classes = find_classes(root)[0]
     except FileNotFoundError as e:
         raise DataError(f"{what} {root!r} has no class sub-folders (expected {root}/<class>/<image>)") from e
-
-
-def scan_class_folder(root: str | os.PathLike, what: str = "data folder") -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sorted sub-folder names) and sorted (path, class index) image samples of ``root``.
-
-    Raises ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a
-    class folder holds no image files.
-    """
-    classes = find_classes_checked(root, what)
     try:
-        samples = make_dataset(os.fspath(root), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+        samples = make_dataset(root, {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS) if images else []
     except FileNotFoundError as e:
-        raise DataError(f"{what} {os.fspath(root)!r}: {e}") from e
+        raise DataError(f"{what} {root!r}: {e}") from e
     return classes, sorted(samples)
+
+
+def list_images(root: str | os.PathLike) -> list[str]:
+    """Sorted image files (by extension) under ``root``, recursively; ``DataError`` if none."""
+    root = check_folder(root, "image folder")
+    paths = sorted(str(p) for p in Path(root).rglob("*") if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS))
+    if not paths:
+        raise DataError(f"image folder {root!r} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+    return paths
 
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -104,18 +109,65 @@ def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0)
     val = []
     for c in np.unique(targets):
         idx = np.flatnonzero(targets == c)
-        if len(idx) < 2:
-            continue
-        n_val = min(len(idx) - 1, max(1, int(round(val_fraction * len(idx)))))
-        val.append(rng.permutation(idx)[:n_val])
+        if len(idx) >= 2:
+            val.append(rng.permutation(idx)[:min(len(idx) - 1, max(1, int(round(val_fraction * len(idx)))))])
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
-    train_idx = np.setdiff1d(np.arange(len(targets)), val_idx)
-    return train_idx, val_idx
+    return np.setdiff1d(np.arange(len(targets)), val_idx), val_idx
+
+
+# ---------------------------------------------------------------------------- loading
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed 63-bit seed for (seed, epoch, rank)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def epoch_sampler(dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                  seed: int = 0) -> DistributedSampler:
+    """torch's ``DistributedSampler`` (permutation seeded by seed + epoch, one shard per rank), which
+    Lightning keeps under DDP instead of replacing it."""
+    return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                              drop_last=False)
+
+
+class EpochDataLoader(DataLoader):
+    """``DataLoader`` whose epoch is seeded from (seed, ``sampler.epoch``, rank) when its first batch is drawn.
+
+    So each epoch's order and randomness depend only on (seed, epoch, rank), and ``--ckpt_path last``
+    resumes exactly: a resumed epoch sees the same batches, augmentations, MixUp draws and DropPath
+    masks as an uninterrupted run. It seeds the loader's generator (so worker seeds follow) and
+    ``torch``, ``numpy`` and ``random`` of this process (augmentations run here when ``num_workers ==
+    0``; MixUp/CutMix, dropout and DropPath always do). Seeding waits for the first batch because on
+    resume Lightning creates the iterator *before* it calls ``sampler.set_epoch`` (a plain loader with
+    workers replays epoch 0's order). Use a sampler with ``set_epoch`` (``epoch_sampler``); outside
+    Lightning call ``loader.sampler.set_epoch(epoch)`` as for any ``DistributedSampler``.
+    """
+
+    def __init__(self, dataset: Dataset, *args: Any, seed: int = 0, rank: int = 0, **kwargs: Any):
+        kwargs.setdefault("generator", torch.Generator())
+        super().__init__(dataset, *args, **kwargs)
+        self.seed, self.rank = seed, rank
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._epoch_batches()  # a generator: nothing runs until the first next()
+
+    def _epoch_batches(self) -> Iterator[Any]:
+        s = epoch_seed(self.seed, self.epoch, self.rank)
+        if self.generator is not None:
+            self.generator.manual_seed(s)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+        yield from super().__iter__()
 
 
 # ---------------------------------------------------------------------------- base
 class ClassificationDataModule(L.LightningDataModule):
-    """Shared loader policy; subclasses set ``train_set``, ``val_set`` (and ``predict_set``) in ``setup``.
+    """Shared loader policy; subclasses set ``classes`` and, in ``setup``, ``train_set``, ``val_set`` (and
+    ``predict_set``).
 
     Args:
         batch_size: training images per device per step.
@@ -134,18 +186,14 @@ class ClassificationDataModule(L.LightningDataModule):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {val_batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.seed = seed
-        self.drop_last = drop_last
+        self.seed, self.drop_last = seed, drop_last
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.predict_set: Dataset | None = None
 
-    # subclasses define these
     classes: list[str]
     in_chans: int = 3
 
@@ -157,18 +205,17 @@ class ClassificationDataModule(L.LightningDataModule):
         return dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
                     persistent_workers=self.persistent_workers)
 
-    def _require(self, dataset: Dataset | None, split: str) -> Dataset:
-        if dataset is None:
+    def _require(self, split: str) -> Dataset:
+        if getattr(self, f"{split}_set") is None:
             self.setup("fit" if split in ("train", "val") else split)
-            dataset = {"train": self.train_set, "val": self.val_set, "predict": self.predict_set}[split]
+        dataset = getattr(self, f"{split}_set")
         if dataset is None:
             raise DataError(f"{type(self).__name__} has no {split} data")
         return dataset
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self._require(self.train_set, "train")
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        dataset = self._require("train")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         if len(dataset) < self.batch_size * world and self.drop_last:
             raise DataError(f"the training set has {len(dataset)} images, fewer than one global batch "
                             f"({self.batch_size} x {world} devices); lower data.batch_size")
@@ -177,20 +224,20 @@ class ClassificationDataModule(L.LightningDataModule):
                                seed=self.seed, rank=rank, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._require(self.val_set, "val"), batch_size=self.val_batch_size, shuffle=False,
+        return DataLoader(self._require("val"), batch_size=self.val_batch_size, shuffle=False,
                           **self._loader_kwargs())
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        dataset = self.predict_set if self.predict_set is not None else self._require(self.val_set, "val")
+        dataset = self.predict_set if self.predict_set is not None else self._require("val")
         return DataLoader(dataset, batch_size=self.val_batch_size, shuffle=False, **self._loader_kwargs())
 
     def data_config(self) -> dict[str, Any]:
         """Preprocessing facts for exported weights, in timm ``pretrained_cfg`` keys (input_size, mean, std,
-        crop_pct, interpolation, label_names)."""
-        raise NotImplementedError(f"{type(self).__name__} must define data_config()")
+        crop_pct, interpolation, label_names); here only the class names, subclasses add the rest."""
+        return {"label_names": list(self.classes)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"classes": list(self.classes)}
@@ -235,7 +282,7 @@ class DigitsDataModule(ClassificationDataModule):
         self.image_size, self.val_fraction, self.in_chans = image_size, val_fraction, in_chans
         self.augment, self.split_seed = augment, split_seed
         self.classes = [str(i) for i in range(10)]
-        self.mean: float | None = None
+        self.mean: float | None = None  # of the training split, set by setup
         self.std: float | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -249,8 +296,7 @@ class DigitsDataModule(ClassificationDataModule):
         images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         train_idx, val_idx = stratified_split(digits.target, self.val_fraction, self.split_seed)
         train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
-        self.mean = float(images[train_idx].mean())
-        self.std = float(images[train_idx].std())
+        self.mean, self.std = float(images[train_idx].mean()), float(images[train_idx].std())
         images = ((images - self.mean) / self.std).expand(-1, self.in_chans, -1, -1).contiguous()
         jitter = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)) if self.augment else None
         self.train_set = TensorImageDataset(images[train_idx], labels[train_idx], jitter)
@@ -261,20 +307,22 @@ class DigitsDataModule(ClassificationDataModule):
         self.setup("fit")
         return {"input_size": (self.in_chans, self.image_size, self.image_size), "mean": (self.mean,) * self.in_chans,
                 "std": (self.std,) * self.in_chans, "crop_pct": 1.0, "interpolation": "bilinear",
-                "label_names": list(self.classes)}
+                **super().data_config()}
 
 
 # ---------------------------------------------------------------------------- folders
 class _FolderDataModule(ClassificationDataModule):
-    """Transform options shared by the folder DataModules (see ``transforms.train_transform``)."""
+    """Transform options shared by the folder DataModules (see ``transforms.train_transform``); classes
+    are the sub-folders of ``class_root``."""
 
     def __init__(self, root: str, image_size: int, crop_pct: float, batch_size: int, val_batch_size: int | None,
                  num_workers: int, pin_memory: bool, persistent_workers: bool, seed: int, drop_last: bool,
                  train_scale: tuple[float, float], hflip: float, auto_augment: AutoAugmentName | None,
                  randaugment_magnitude: int, randaugment_num_ops: int, pca_std: float, mean: tuple[float, ...],
-                 std: tuple[float, ...], predict_root: str | None):
+                 std: tuple[float, ...], predict_root: str | None, class_dir: str | None = None):
         super().__init__(batch_size, val_batch_size, num_workers, pin_memory, persistent_workers, seed, drop_last)
         self.root = os.fspath(root)
+        self.class_root = os.path.join(self.root, class_dir) if class_dir else self.root
         self.image_size, self.crop_pct, self.predict_root = image_size, crop_pct, predict_root
         self.mean, self.std = tuple(mean), tuple(std)
         self.train_tf = train_transform(image_size, tuple(train_scale), hflip, auto_augment, randaugment_magnitude,
@@ -286,31 +334,19 @@ class _FolderDataModule(ClassificationDataModule):
     def classes(self) -> list[str]:  # type: ignore[override]
         if self._classes is None:
             check_folder(self.root)
-            what = "data folder" if self._class_root() == self.root else "training folder"
-            self._classes = find_classes_checked(self._class_root(), what)
+            what = "data folder" if self.class_root == self.root else "training folder"
+            self._classes = scan_class_folder(self.class_root, what, images=False)[0]
         return self._classes
-
-    def _class_root(self) -> str:
-        return self.root
 
     def data_config(self) -> dict[str, Any]:
         return {"input_size": (3, self.image_size, self.image_size), "mean": self.mean, "std": self.std,
-                "crop_pct": self.crop_pct, "interpolation": "bilinear", "label_names": list(self.classes)}
+                "crop_pct": self.crop_pct, "interpolation": "bilinear", **super().data_config()}
 
     def _setup_predict(self, stage: str | None) -> bool:
         """For ``stage == "predict"``: the ``predict_root`` images; True when they are all ``predict`` needs."""
         if stage == "predict" and self.predict_root is not None and self.predict_set is None:
             self.predict_set = SampleDataset([(p, -1) for p in list_images(self.predict_root)], self.eval_tf)
         return stage == "predict" and self.predict_set is not None
-
-
-def list_images(root: str | os.PathLike) -> list[str]:
-    """Sorted image files (by extension) under ``root``, recursively; ``DataError`` if none."""
-    root = check_folder(root, "image folder")
-    paths = sorted(str(p) for p in Path(root).rglob("*") if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS))
-    if not paths:
-        raise DataError(f"image folder {root!r} holds no image files ({', '.join(IMG_EXTENSIONS)})")
-    return paths
 
 
 class ImageFolderDataModule(_FolderDataModule):
@@ -345,11 +381,8 @@ class ImageFolderDataModule(_FolderDataModule):
                  predict_root: str | None = None, train_dir: str = "train", val_dir: str = "val"):
         super().__init__(root, image_size, crop_pct, batch_size, val_batch_size, num_workers, pin_memory,
                          persistent_workers, seed, drop_last, train_scale, hflip, auto_augment, randaugment_magnitude,
-                         randaugment_num_ops, pca_std, mean, std, predict_root)
+                         randaugment_num_ops, pca_std, mean, std, predict_root, class_dir=train_dir)
         self.train_dir, self.val_dir = train_dir, val_dir
-
-    def _class_root(self) -> str:
-        return os.path.join(self.root, self.train_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self._setup_predict(stage):
@@ -361,12 +394,11 @@ class ImageFolderDataModule(_FolderDataModule):
             if val_classes != self.classes:
                 missing = sorted(set(self.classes) - set(val_classes))
                 extra = sorted(set(val_classes) - set(self.classes))
-                raise DataError(f"{val_root!r} and {self._class_root()!r} have different classes: "
+                raise DataError(f"{val_root!r} and {self.class_root!r} have different classes: "
                                 f"missing in val {missing[:10]}, only in val {extra[:10]}")
             self.val_set = SampleDataset(val_samples, self.eval_tf)
         if stage in (None, "fit") and self.train_set is None:
-            _, train_samples = scan_class_folder(self._class_root(), "training folder")
-            self.train_set = SampleDataset(train_samples, self.train_tf)
+            self.train_set = SampleDataset(scan_class_folder(self.class_root, "training folder")[1], self.train_tf)
 
 
 class FinetuneDataModule(_FolderDataModule):
@@ -398,12 +430,9 @@ class FinetuneDataModule(_FolderDataModule):
         self.val_fraction, self.split_seed = val_fraction, split_seed
 
     def setup(self, stage: str | None = None) -> None:
-        if self._setup_predict(stage):
+        if self._setup_predict(stage) or self.train_set is not None:
             return
-        if self.train_set is not None:
-            return
-        classes, samples = scan_class_folder(self.root)
-        self._classes = classes
+        self._classes, samples = scan_class_folder(self.root)
         train_idx, val_idx = stratified_split([t for _, t in samples], self.val_fraction, self.split_seed)
         if len(val_idx) == 0:
             raise DataError(f"data folder {self.root!r} has too few images for a validation split "

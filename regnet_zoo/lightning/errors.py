@@ -1,6 +1,9 @@
-"""Errors of the training layer: each says what went wrong and where."""
+"""Errors of the training layer (each says what went wrong and where), and the filter for a Lightning
+warning that every run triggers and no user can act on."""
 
 from __future__ import annotations
+
+import warnings
 
 
 class DataError(ValueError):
@@ -17,3 +20,13 @@ class RunFolderError(ValueError):
 
 class RecipeError(ValueError):
     """A recipe's ``__base__`` is missing, unreadable, not a file name, or part of a cycle."""
+
+
+def ignore_known_lightning_warnings() -> None:
+    """Ignore Lightning's ``LeafSpec`` deprecation warning (only that message, category and module).
+
+    torch >= 2.9 deprecates constructing ``LeafSpec``; Lightning's ``utilities/_pytree.py`` still does for
+    every batch it fetches, so each run (and each sweep trial) printed this line.
+    """
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")

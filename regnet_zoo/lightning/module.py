@@ -1,8 +1,4 @@
-"""``RegNetClassifier``: a LightningModule training any RegNet/AnyNet with the paper's recipe.
-
-The optimizer and schedule are the paper code's (pycls ``OPTIM``, see the class's arguments); the LR
-schedule is stepped per optimizer step (``lr_interval="epoch"``: once per epoch, as pycls did).
-"""
+"""``RegNetClassifier``: a LightningModule training any RegNet/AnyNet with the paper's recipe (pycls ``OPTIM``)."""
 
 from __future__ import annotations
 
@@ -24,27 +20,16 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
 from regnet_zoo.factory import create
-from regnet_zoo.lightning.errors import NonFiniteLossError
-from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
-from regnet_zoo.lightning.schedule import (
-    INTERVALS,
-    POLICIES,
-    Interval,
-    LrSchedule,
-    Policy,
-    global_batch_size,
-    scaled_lr,
-)
+from regnet_zoo.lightning.errors import NonFiniteLossError, ignore_known_lightning_warnings
+from regnet_zoo.lightning.schedule import Interval, LrSchedule, Policy, global_batch_size, scaled_lr
 from regnet_zoo.lightning.sync_batchnorm import torch_converted_norm_act
 from regnet_zoo.weights import publish
 
-
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Top-1 and top-5 (top-k capped at the class count) micro accuracy, torchmetrics."""
-    return MetricCollection({
-        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-    }, prefix=prefix)
+# lr_info keys of the global batch compared on a resume, with their words; LrSchedule.recipe()'s fields by hparam
+_BATCH_FACTS = (("global_batch_size", "global batch"), ("devices", "devices"), ("nodes", "nodes"),
+                ("per_device_batch_size", "per-device batch"), ("accumulate_grad_batches", "accumulation"))
+_RECIPE_NAMES = ("steps_per_epoch", "schedule_epochs", "lr_policy", "warmup_epochs", "warmup_factor", "min_lr",
+                 "lr_interval", "lr_steps", "lr_mult")
 
 
 class RegNetClassifier(L.LightningModule):
@@ -55,19 +40,17 @@ class RegNetClassifier(L.LightningModule):
             (``RegNetCfg.to_dict()`` / ``AnyNetCfg.to_dict()``).
         num_classes: classifier outputs (the CLI links it to the data's class count).
         pretrained: False, True (the model's default weights), a weight tag, or a weight file path.
-        name: alternative spelling of ``model`` for a registry name (``--model.name regnety_800mf``);
-            when given it wins over ``model``.
+        name: registry name that wins over ``model`` when given (``--model.name regnety_800mf``).
         in_chans: input channels (the CLI links it to the data).
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth rate of the last block (rises linearly from 0).
         zero_init_last: zero-init the last BN of each residual branch (pycls default: False).
         base_lr: LR per ``reference_batch_size`` images (pycls BASE_LR x 128 / TRAIN.BATCH_SIZE = 0.1).
         reference_batch_size: images per step that ``base_lr`` refers to.
-        scale_lr: scale ``base_lr`` linearly with the global batch (per-device batch x devices x nodes x
-            gradient accumulation); False uses ``base_lr`` as is.
+        scale_lr: peak LR = ``base_lr`` x global batch (per-device batch x devices x nodes x gradient
+            accumulation) / ``reference_batch_size``; False: ``base_lr`` as is.
         momentum, nesterov, weight_decay: SGD settings (pycls: 0.9, True, 5e-5).
-        no_weight_decay_bn_bias: no weight decay on BN parameters and biases (all 1-d parameters);
-            pycls decays them (BN.USE_CUSTOM_WEIGHT_DECAY False).
+        no_weight_decay_bn_bias: no weight decay on 1-d parameters (BN, biases); pycls decays them.
         lr_policy: ``"cos"`` (half-period cosine), ``"lin"``, ``"exp"``, ``"steps"`` or ``"constant"``.
         schedule_epochs: schedule length in epochs (pycls OPTIM.MAX_EPOCH); None: the trainer's max_epochs
             (or its max_steps when only those are set).
@@ -77,61 +60,39 @@ class RegNetClassifier(L.LightningModule):
         lr_steps, lr_mult: epochs at which the ``steps`` policy multiplies the LR by ``lr_mult``.
         lr_interval: ``"step"`` (LR updated every optimizer step) or ``"epoch"`` (pycls: once per epoch).
         label_smoothing: cross-entropy label smoothing.
-        mixup_alpha, cutmix_alpha: torchvision MixUp / CutMix on each training batch (both > 0: one of
-            the two, chosen at random per batch).
+        mixup_alpha, cutmix_alpha: torchvision MixUp / CutMix per training batch (both > 0: one at random).
         ema: keep an exponential moving average of the weights (timm ``ModelEmaV3``); it is saved in
             checkpoints, validated, and exported.
         ema_decay: EMA decay per optimizer step.
         ema_warmup: timm's EMA decay warmup (the decay grows towards ``ema_decay`` early in training).
         ema_validate_model: with ``ema``, also validate the raw weights (``val/acc1_raw``).
-        channels_last: NHWC memory format for model and inputs (faster convs on GPUs with bf16/fp16).
+        channels_last: NHWC memory format for model and inputs.
         compile: ``torch.compile`` the model's forward (state-dict keys are unchanged).
         check_finite_loss: stop with ``NonFiniteLossError`` naming the step when the loss is NaN/inf.
         batch_size: per-device batch size for LR scaling when the train loader has no ``batch_size``.
     """
 
     def __init__(
-        self,
-        model: str | dict[str, Any] = "regnetx_200mf",
-        num_classes: int = 1000,
-        pretrained: bool | str = False,
-        name: str | None = None,
-        in_chans: int = 3,
-        drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
+        self, model: str | dict[str, Any] = "regnetx_200mf", num_classes: int = 1000, pretrained: bool | str = False,
+        name: str | None = None, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
         zero_init_last: bool = False,
-        base_lr: float = 0.1,
-        reference_batch_size: int = 128,
-        scale_lr: bool = True,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        weight_decay: float = 5e-5,
-        no_weight_decay_bn_bias: bool = False,
-        lr_policy: Policy = "cos",
-        schedule_epochs: int | None = None,
-        warmup_epochs: float = 5.0,
-        warmup_factor: float = 0.1,
-        min_lr: float = 0.0,
-        lr_steps: tuple[float, ...] = (),
-        lr_mult: float = 0.1,
+        # optimizer
+        base_lr: float = 0.1, reference_batch_size: int = 128, scale_lr: bool = True, momentum: float = 0.9,
+        nesterov: bool = True, weight_decay: float = 5e-5, no_weight_decay_bn_bias: bool = False,
+        # LR schedule
+        lr_policy: Policy = "cos", schedule_epochs: int | None = None, warmup_epochs: float = 5.0,
+        warmup_factor: float = 0.1, min_lr: float = 0.0, lr_steps: tuple[float, ...] = (), lr_mult: float = 0.1,
         lr_interval: Interval = "step",
-        label_smoothing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        ema: bool = False,
-        ema_decay: float = 0.9998,
-        ema_warmup: bool = True,
-        ema_validate_model: bool = True,
-        channels_last: bool = False,
-        compile: bool = False,
-        check_finite_loss: bool = True,
+        # regularisation and EMA
+        label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, ema: bool = False,
+        ema_decay: float = 0.9998, ema_warmup: bool = True, ema_validate_model: bool = True,
+        # runtime
+        channels_last: bool = False, compile: bool = False, check_finite_loss: bool = True,
         batch_size: int | None = None,
     ):
         super().__init__()
-        if lr_policy not in POLICIES:
-            raise ValueError(f"lr_policy must be one of {POLICIES}, got {lr_policy!r}")
-        if lr_interval not in INTERVALS:
-            raise ValueError(f"lr_interval must be one of {INTERVALS}, got {lr_interval!r}")
+        # checks the schedule settings now (ValueError) rather than when fit builds the real schedule
+        LrSchedule(1, 1.0, lr_policy, warmup_epochs, warmup_factor, min_lr, lr_interval, tuple(lr_steps), lr_mult)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
@@ -150,16 +111,16 @@ class RegNetClassifier(L.LightningModule):
             self.ema.train()  # follows the module's train/eval mode like any submodule (only used in eval)
         if compile:
             self.model.compile()
-        mixers = []
-        if mixup_alpha > 0:
-            mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
-        if cutmix_alpha > 0:
-            mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
-        self.mixer = v2.RandomChoice(mixers) if len(mixers) == 2 else (mixers[0] if mixers else None)
-        self.train_metrics = accuracy_metrics(num_classes, "train/")
-        self.val_metrics = accuracy_metrics(num_classes, "val/")
-        self.test_metrics = accuracy_metrics(num_classes, "test/")
-        self.val_raw_metrics = accuracy_metrics(num_classes, "val/") if ema and ema_validate_model else None
+        mixers = [mix(alpha=a, num_classes=num_classes)
+                  for a, mix in ((mixup_alpha, v2.MixUp), (cutmix_alpha, v2.CutMix)) if a > 0]
+        self.mixer = v2.RandomChoice(mixers) if len(mixers) == 2 else next(iter(mixers), None)
+        # top-1 and top-5 (capped at the class count) micro accuracy
+        metrics = MetricCollection({"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+                                    "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes),
+                                                               average="micro")})
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test"))
+        self.val_raw_metrics = metrics.clone(prefix="val/", postfix="_raw") if ema and ema_validate_model else None
         self.lr_info: dict[str, float | int] = {}
         self._planned_schedule: tuple[LrSchedule, float] | None = None  # (schedule, peak LR) of this run
         self._restored_lr_info: dict[str, Any] | None = None  # lr_info of the checkpoint resumed from
@@ -195,24 +156,21 @@ class RegNetClassifier(L.LightningModule):
             self._pending_loss = (loss.detach(), self.global_step, self.current_epoch, batch_idx, self._current_lr())
             if loss.device.type == "cpu":  # free on the CPU: check now; on accelerators one step later (no sync)
                 self.check_finite_loss()
-        hard = target.argmax(dim=1) if target.ndim == 2 else target
-        self.train_metrics.update(logits.detach(), hard)
+        self.train_metrics.update(logits.detach(), target.argmax(dim=1) if target.ndim == 2 else target)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         self.log("train/lr", self._current_lr(), prog_bar=False, on_step=True, on_epoch=False, batch_size=1)
         return loss
 
     def check_finite_loss(self) -> None:
-        """Raise ``NonFiniteLossError`` naming the step if the last checked training loss is NaN/inf.
+        """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf.
 
         On accelerators the check of step s runs at the start of step s + 1 (and at the end of each
         epoch, before validation and checkpoints), so it never stalls the device queue.
         """
         pending, self._pending_loss = self._pending_loss, None
-        if pending is None:
-            return
-        loss, step, epoch, batch_idx, lr = pending
-        if not bool(torch.isfinite(loss)):
+        if pending is not None and not bool(torch.isfinite(pending[0])):
+            loss, step, epoch, batch_idx, lr = pending
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at global step {step} (epoch {epoch}, batch {batch_idx}, "
                 f"LR {lr:.4g}); training stopped. Lower model.base_lr, check the data for NaN/inf, or train in "
@@ -240,24 +198,23 @@ class RegNetClassifier(L.LightningModule):
             self.ema.update(self.model, step=self.global_step)
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: Any, metrics: MetricCollection, stage: str, model: nn.Module,
-                  loss_name: str) -> None:
+    def _evaluate(self, batch: Any, metrics: MetricCollection, model: nn.Module, loss_name: str,
+                  prog_bar: bool = False) -> None:
         x, y = batch
         logits = model(self.prepare_input(x))
-        loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
-        self.log(loss_name, loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=x.shape[0],
-                 prog_bar=stage == "val")
+        self.log(loss_name, F.cross_entropy(logits, y), on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=x.shape[0], prog_bar=prog_bar)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val", self.eval_model, "val/loss")
+        self._evaluate(batch, self.val_metrics, self.eval_model, "val/loss", prog_bar=True)
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
         if self.val_raw_metrics is not None:
-            self._evaluate(batch, self.val_raw_metrics, "val_raw", self.model, "val/loss_raw")
-            self.log_dict({f"{k}_raw": v for k, v in self.val_raw_metrics.items()}, on_step=False, on_epoch=True)
+            self._evaluate(batch, self.val_raw_metrics, self.model, "val/loss_raw")
+            self.log_dict(self.val_raw_metrics, on_step=False, on_epoch=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test", self.eval_model, "test/loss")
+        self._evaluate(batch, self.test_metrics, self.eval_model, "test/loss")
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -268,34 +225,24 @@ class RegNetClassifier(L.LightningModule):
     # ------------------------------------------------------------------ optimizer
     def per_device_batch_size(self) -> int:
         """Images per device per step, from the train loader (or the ``batch_size`` argument)."""
-        loader = self.trainer.train_dataloader
-        size = getattr(loader, "batch_size", None)
-        if size is None:
-            size = self.hparams.batch_size
+        size = getattr(self.trainer.train_dataloader, "batch_size", None) or self.hparams.batch_size
         if size is None:
             raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
                              "batch_size; pass model.batch_size")
         return int(size)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        trainer = self.trainer
+        hp, trainer = self.hparams, self.trainer
         trainer.fit_loop.setup_data()  # loads the train loader now: its batch size and length set the schedule
-        accumulate = trainer.accumulate_grad_batches
-        batches = trainer.num_training_batches
+        accumulate, batches = trainer.accumulate_grad_batches, trainer.num_training_batches
         if not math.isfinite(batches):
             raise ValueError("the LR schedule needs a train loader with a length (got an unsized iterable)")
         steps_per_epoch = max(1, math.ceil(batches / accumulate))
-        # how long the trainer trains, in epochs (None: unbounded)
-        lengths = [float(trainer.max_epochs)] if trainer.max_epochs is not None and trainer.max_epochs >= 0 else []
-        if trainer.max_steps > 0:
-            lengths.append(trainer.max_steps / steps_per_epoch)
-        train_epochs = min(lengths) if lengths else None
-        epochs: float | None = hp.schedule_epochs
-        if epochs is None and trainer.max_epochs is not None and trainer.max_epochs > 0:
-            epochs = trainer.max_epochs
-        elif epochs is None and trainer.max_steps > 0:
-            epochs = trainer.max_steps / steps_per_epoch
+        # how long the trainer trains, in epochs, by max_epochs and by max_steps (None: not bounded by it)
+        by_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
+        by_steps = trainer.max_steps / steps_per_epoch if trainer.max_steps > 0 else None
+        train_epochs = min((e for e in (by_epochs, by_steps) if e is not None), default=None)
+        epochs = hp.schedule_epochs if hp.schedule_epochs is not None else (by_epochs or by_steps)
         if epochs is None or epochs <= 0:
             raise ValueError("set model.schedule_epochs (or trainer.max_epochs / max_steps) for the LR schedule")
         if train_epochs is not None and train_epochs > epochs * (1 + 1e-9):
@@ -332,11 +279,8 @@ class RegNetClassifier(L.LightningModule):
                        f"({per_device_batch_size} per device x {devices} devices x {nodes} nodes x "
                        f"{accumulate} accumulated) = {peak:g}; {hp.lr_policy} schedule over {schedule_epochs:g} "
                        f"epochs of {steps_per_epoch} steps, {hp.warmup_epochs:g} warmup epochs")
-        if hp.no_weight_decay_bn_bias:
-            groups = param_groups_weight_decay(self.model, hp.weight_decay)
-        else:
-            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad],
-                       "weight_decay": hp.weight_decay}]
+        params = [p for p in self.model.parameters() if p.requires_grad]  # one group, at the default weight decay
+        groups = param_groups_weight_decay(self.model, hp.weight_decay) if hp.no_weight_decay_bn_bias else params
         optimizer = torch.optim.SGD(groups, lr=peak, momentum=hp.momentum, nesterov=hp.nesterov,
                                     weight_decay=hp.weight_decay, dampening=0.0)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -347,22 +291,20 @@ class RegNetClassifier(L.LightningModule):
     def apply_planned_schedule(self) -> bool:
         """After a resume, make the scheduler follow this run's schedule and peak LR; True if it changed.
 
-        Restoring a checkpoint restores the scheduler's peak LR (``base_lrs``) and ``LrSchedule`` fields
-        of the run that wrote it. When this run computes another schedule (other device count, per-device
-        batch or accumulation, hence another global batch, peak LR and steps per epoch; or another
-        schedule setting), the current one is applied from the resumed step on, continuing from the
-        epoch the run had reached, and a warning says what changed.
+        A restored scheduler has the peak LR (``base_lrs``) and ``LrSchedule`` of the run that wrote the
+        checkpoint. When this run plans another (another global batch, hence peak LR and steps per epoch,
+        or another schedule setting), it applies from the resumed step on, continuing at the epoch the
+        run had reached, and a warning says what changed.
         """
         configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
-        if self._planned_schedule is None or not configs:
-            return False
-        scheduler = configs[0].scheduler
-        restored = scheduler.lr_lambdas[0] if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) else None
-        if not isinstance(restored, LrSchedule):
+        scheduler = configs[0].scheduler if configs else None
+        restored = getattr(scheduler, "lr_lambdas", [None])[0]
+        if self._planned_schedule is None or not isinstance(restored, LrSchedule):
             return False
         planned, peak = self._planned_schedule
-        old_peaks = list(scheduler.base_lrs)
-        if restored.recipe() == planned.recipe() and all(math.isclose(p, peak, rel_tol=1e-9) for p in old_peaks):
+        old_peak = scheduler.base_lrs[0]
+        same_peak = all(math.isclose(p, peak, rel_tol=1e-9) for p in scheduler.base_lrs)
+        if same_peak and restored.recipe() == planned.recipe():
             return False
         step = scheduler.last_epoch  # optimizer steps done; the next step is this one
         position = restored.progress(step)
@@ -372,19 +314,14 @@ class RegNetClassifier(L.LightningModule):
         scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
         scheduler.base_lrs = [peak] * len(optimizer.param_groups)
         for group in optimizer.param_groups:
-            group["initial_lr"] = peak
-            group["lr"] = peak * schedule(step)
+            group["initial_lr"], group["lr"] = peak, peak * schedule(step)
         scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-        changes = [] if math.isclose(old_peaks[0], peak, rel_tol=1e-9) else [f"peak LR {old_peaks[0]:g} -> {peak:g}"]
         old_info = self._restored_lr_info or {}
-        for key, what in (("global_batch_size", "global batch"), ("devices", "devices"), ("nodes", "nodes"),
-                          ("per_device_batch_size", "per-device batch"), ("accumulate_grad_batches", "accumulation")):
-            if key in old_info and old_info[key] != self.lr_info.get(key):
-                changes.append(f"{what} {old_info[key]} -> {self.lr_info.get(key)}")
-        for f, old, new in zip(("steps_per_epoch", "schedule_epochs", "lr_policy", "warmup_epochs", "warmup_factor",
-                                "min_lr", "lr_interval", "lr_steps", "lr_mult"), restored.recipe(), planned.recipe()):
-            if old != new:
-                changes.append(f"{f} {old} -> {new}")
+        changes = [] if same_peak else [f"peak LR {old_peak:g} -> {peak:g}"]
+        changes += [f"{what} {old_info[key]} -> {self.lr_info.get(key)}" for key, what in _BATCH_FACTS
+                    if key in old_info and old_info[key] != self.lr_info.get(key)]
+        changes += [f"{name} {old} -> {new}" for name, old, new in zip(_RECIPE_NAMES, restored.recipe(),
+                                                                       planned.recipe()) if old != new]
         rank_zero_warn(
             f"resuming at step {step} (epoch {position:.3f}) with another LR schedule than the checkpoint's: "
             f"{', '.join(changes)}. This run's schedule applies from here on, continuing at epoch {position:.3f} "
@@ -395,14 +332,13 @@ class RegNetClassifier(L.LightningModule):
     # ------------------------------------------------------------------ export
     def _datamodule_config(self) -> dict[str, Any] | None:
         dm = self.trainer.datamodule if self._trainer is not None else None
-        return dm.data_config() if dm is not None and hasattr(dm, "data_config") else None
+        return dm.data_config() if hasattr(dm, "data_config") else None
 
     def setup(self, stage: str) -> None:
         ignore_known_lightning_warnings()
-        if stage == "fit" and self.example_input_array is None:
-            cfg = self._datamodule_config()
-            if cfg is not None and "input_size" in cfg:  # one image: the model summary shows map sizes and FLOPs
-                self.example_input_array = torch.zeros(1, *cfg["input_size"])
+        cfg = self._datamodule_config() if stage == "fit" and self.example_input_array is None else None
+        if cfg and "input_size" in cfg:  # one image: the model summary shows map sizes and FLOPs
+            self.example_input_array = torch.zeros(1, *cfg["input_size"])
 
     def on_fit_start(self) -> None:
         broken = torch_converted_norm_act(self.model)

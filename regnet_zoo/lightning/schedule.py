@@ -1,17 +1,15 @@
 """The paper code's learning-rate recipe as pure math (no torch).
 
-pycls (``pycls/core/optimizer.py``) computes the LR of (possibly fractional) epoch ``t`` as
-``BASE_LR * lr_fun(t)``, multiplied during the first ``WARMUP_EPOCHS`` by a factor rising linearly
-from ``WARMUP_FACTOR`` to 1. ``BASE_LR`` of its configs is for its global batch size; the paper
-scales it linearly: 0.1 per 128 images. pycls evaluates the schedule once per epoch (integer ``t``);
-we default to once per optimizer step (``t = step / steps_per_epoch``) and offer pycls' behaviour.
-Past the schedule's end (``t > max_epoch``) the LR stays at its final value (``min_lr`` x base LR).
+pycls (``pycls/core/optimizer.py``) sets the LR of (fractional) epoch ``t`` to ``BASE_LR * lr_fun(t)``,
+times a warmup factor rising linearly from ``WARMUP_FACTOR`` to 1 over ``WARMUP_EPOCHS``; ``BASE_LR`` is
+0.1 per 128 images (linear scaling). pycls evaluates it once per epoch; we default to once per optimizer
+step. Past the schedule's end the LR stays at its final value (``min_lr`` x base LR).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass
 from typing import Literal, get_args
 
 Policy = Literal["cos", "lin", "exp", "steps", "constant"]
@@ -39,12 +37,10 @@ def policy_factor(policy: Policy, epoch: float, max_epoch: float, min_lr: float 
                   steps: tuple[float, ...] = (), lr_mult: float = 0.1) -> float:
     """pycls ``lr_fun_<policy>(epoch)``: multiplier of the base LR at ``epoch`` (before warmup).
 
-    ``cos``: ``(1 - min_lr) * 0.5 * (1 + cos(pi * epoch / max_epoch)) + min_lr`` (half-period cosine);
-    ``lin``: ``(1 - min_lr) * (1 - epoch / max_epoch) + min_lr``; ``exp``: ``min_lr ** (epoch / max_epoch)``;
-    ``steps``: ``lr_mult ** (number of step epochs <= epoch, minus one)`` with ``steps[0] == 0``;
-    ``constant``: 1. ``min_lr`` is a fraction of the base LR, as pycls' ``OPTIM.MIN_LR``.
-    ``epoch`` is clamped to ``max_epoch`` (pycls never evaluates past it): after the schedule's end
-    the factor stays at its final value instead of the cosine rising again or ``lin`` turning negative.
+    ``cos``: half-period cosine from 1 to ``min_lr``; ``lin``: linear from 1 to ``min_lr``; ``exp``:
+    ``min_lr ** (epoch / max_epoch)``; ``steps``: ``lr_mult ** (step epochs <= epoch, minus one)``, with
+    ``steps[0] == 0``; ``constant``: 1. ``epoch`` is clamped to ``max_epoch`` (pycls never evaluates past
+    it), so the factor then holds its final value.
     """
     epoch = min(epoch, max_epoch)
     if policy == "cos":
@@ -98,7 +94,7 @@ class LrSchedule:
     warmup_start: float = 0.1
     min_lr: float = 0.0
     interval: Interval = "step"
-    steps: tuple[float, ...] = field(default=())
+    steps: tuple[float, ...] = ()
     lr_mult: float = 0.1
     start_step: int = 0
     start_epoch: float = 0.0
@@ -112,16 +108,13 @@ class LrSchedule:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.interval not in INTERVALS:
             raise ValueError(f"interval must be one of {INTERVALS}, got {self.interval!r}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown LR policy {self.policy!r}; choose one of {POLICIES}")
         if self.start_step < 0 or self.start_epoch < 0:
             raise ValueError(f"start_step and start_epoch must be >= 0, got {self.start_step}, {self.start_epoch}")
-        policy_factor(self.policy, 0.0, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
+        policy_factor(self.policy, 0.0, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)  # policy checks
 
     def recipe(self) -> tuple:
         """The fields that define the LR curve over epochs and the step length (all but the start offsets)."""
-        return (self.steps_per_epoch, self.max_epoch, self.policy, self.warmup_epochs, self.warmup_start,
-                self.min_lr, self.interval, tuple(self.steps), self.lr_mult)
+        return astuple(self)[:-2]
 
     def progress(self, step: int) -> float:
         """Epochs of training done when optimizer step ``step`` starts (fractional)."""
@@ -132,10 +125,8 @@ class LrSchedule:
         t = self.progress(step)
         return float(math.floor(t)) if self.interval == "epoch" else t
 
-    def factor(self, epoch: float) -> float:
-        """Multiplier of the scaled base LR at ``epoch``: policy x warmup."""
-        f = policy_factor(self.policy, epoch, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
-        return f * warmup_factor(epoch, self.warmup_epochs, self.warmup_start)
-
     def __call__(self, step: int) -> float:
-        return self.factor(self.epoch_at(step))
+        """Multiplier of the scaled base LR at optimizer step ``step``: policy x warmup at ``epoch_at(step)``."""
+        t = self.epoch_at(step)
+        f = policy_factor(self.policy, t, self.max_epoch, self.min_lr, tuple(self.steps), self.lr_mult)
+        return f * warmup_factor(t, self.warmup_epochs, self.warmup_start)

@@ -1,15 +1,10 @@
 """Synchronized BatchNorm for our models: BN statistics over the global batch of all processes.
 
-``Trainer(sync_batchnorm=True)`` alone converts layers with ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``,
-which turns timm's ``BatchNormAct2d`` (BN + ReLU in one module, as in every conv of our models) into a
-plain ``SyncBatchNorm`` whose forward never calls the ReLU: the network silently loses its activations.
-``TimmSyncBatchNorm`` (a Lightning ``LayerSync`` plugin) converts with timm's rule instead, keeping the
-activation, and reverts to ``BatchNormAct2d`` after fit. With CPU processes (gloo), where
-``torch.nn.SyncBatchNorm`` and DDP refuse to run it, the layers are ``AllReduceBatchNormAct``: the
-per-channel sums are all-reduced with the differentiable ``torch.distributed.nn.functional.all_reduce``,
-so the backward pass sums the statistics' gradients over processes as the CUDA kernel does.
-``regnet-zoo fit --trainer.sync_batchnorm true`` installs the plugin; with a plain ``Trainer`` pass
-``plugins=[TimmSyncBatchNorm()]`` (``RegNetClassifier`` stops a fit whose BN layers torch converted).
+Lightning's ``Trainer(sync_batchnorm=True)`` uses ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``, which
+turns timm's fused ``BatchNormAct2d`` (BN + ReLU) into a plain ``SyncBatchNorm`` that never calls the
+ReLU. The ``TimmSyncBatchNorm`` plugin converts keeping the activation and reverts after fit; with CPU
+processes (gloo), where torch's SyncBatchNorm refuses to run, the layers are ``AllReduceBatchNormAct``
+(per-channel sums all-reduced with the differentiable ``torch.distributed.nn.functional.all_reduce``).
 """
 
 from __future__ import annotations
@@ -81,7 +76,7 @@ def convert_sync_batchnorm(module: nn.Module, process_group: dist.ProcessGroup |
     """
     if native:
         return timm_convert_sync_batchnorm(module, process_group)
-    if isinstance(module, (nn.BatchNorm2d, BatchNormAct2d)) and not isinstance(module, AllReduceBatchNormAct):
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, AllReduceBatchNormAct):  # incl. BNAct
         out = _copy_state(module, AllReduceBatchNormAct(module.num_features, module.eps, module.momentum,
                                                         module.affine, module.track_running_stats, process_group))
         if isinstance(module, BatchNormAct2d):

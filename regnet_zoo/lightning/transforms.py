@@ -79,47 +79,30 @@ class Lighting(v2.Transform):
 
 def auto_augment(name: AutoAugmentName | None, magnitude: int = 9, num_ops: int = 2) -> list[v2.Transform]:
     """torchvision's AutoAugment (ImageNet policy), RandAugment(num_ops, magnitude) or TrivialAugmentWide."""
-    if name is None:
-        return []
-    if name == "autoaugment":
-        return [v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)]
-    if name == "randaugment":
-        return [v2.RandAugment(num_ops=num_ops, magnitude=magnitude)]
-    if name == "trivialaugment":
-        return [v2.TrivialAugmentWide()]
-    raise ValueError(f"auto_augment must be None, 'autoaugment', 'randaugment' or 'trivialaugment', got {name!r}")
+    make = {"autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+            "randaugment": lambda: v2.RandAugment(num_ops=num_ops, magnitude=magnitude),
+            "trivialaugment": v2.TrivialAugmentWide}
+    if name is not None and name not in make:
+        raise ValueError(f"auto_augment must be None or one of {sorted(make)}, got {name!r}")
+    return [make[name]()] if name is not None else []
 
 
-def train_transform(
-    image_size: int = 224,
-    scale: tuple[float, float] = (0.08, 1.0),
-    hflip: float = 0.5,
-    augment: AutoAugmentName | None = None,
-    randaugment_magnitude: int = 9,
-    randaugment_num_ops: int = 2,
-    pca_std: float = 0.1,
-    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-) -> v2.Compose:
+def train_transform(image_size: int = 224, scale: tuple[float, float] = (0.08, 1.0), hflip: float = 0.5,
+                    augment: AutoAugmentName | None = None, randaugment_magnitude: int = 9,
+                    randaugment_num_ops: int = 2, pca_std: float = 0.1,
+                    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+                    std: tuple[float, ...] = IMAGENET_DEFAULT_STD) -> v2.Compose:
     """PIL image -> (3, image_size, image_size) float tensor, the paper's training pipeline."""
     ops: list[Any] = [v2.ToImage(), v2.RandomResizedCrop(image_size, scale=scale, ratio=(3 / 4, 4 / 3),
                                                           interpolation=InterpolationMode.BILINEAR, antialias=True)]
-    if hflip > 0:
-        ops.append(v2.RandomHorizontalFlip(hflip))
-    ops += auto_augment(augment, randaugment_magnitude, randaugment_num_ops)
-    ops.append(v2.ToDtype(torch.float32, scale=True))
-    if pca_std > 0:
-        ops.append(Lighting(pca_std))
-    ops.append(v2.Normalize(mean, std))
-    return v2.Compose(ops)
+    ops += [v2.RandomHorizontalFlip(hflip)] if hflip > 0 else []
+    ops += [*auto_augment(augment, randaugment_magnitude, randaugment_num_ops), v2.ToDtype(torch.float32, scale=True)]
+    ops += [Lighting(pca_std)] if pca_std > 0 else []
+    return v2.Compose([*ops, v2.Normalize(mean, std)])
 
 
-def eval_transform(
-    image_size: int = 224,
-    crop_pct: float = 0.875,
-    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-) -> v2.Compose:
+def eval_transform(image_size: int = 224, crop_pct: float = 0.875, mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+                   std: tuple[float, ...] = IMAGENET_DEFAULT_STD) -> v2.Compose:
     """PIL image -> (3, image_size, image_size): resize short side to image_size / crop_pct, centre crop."""
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")

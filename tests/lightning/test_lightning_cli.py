@@ -233,7 +233,7 @@ def test_only_lightnings_leafspec_deprecation_is_filtered():
 
     from lightning.pytorch.utilities._pytree import _tree_flatten
 
-    from regnet_zoo.lightning.known_warnings import ignore_known_lightning_warnings
+    from regnet_zoo.lightning.errors import ignore_known_lightning_warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

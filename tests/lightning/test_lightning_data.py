@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 
 from regnet_zoo.lightning import DataError, DigitsDataModule, FinetuneDataModule, ImageFolderDataModule
-from regnet_zoo.lightning.data import stratified_split
-from regnet_zoo.lightning.sampling import EpochDataLoader, epoch_sampler
+from regnet_zoo.lightning.data import EpochDataLoader, epoch_sampler, stratified_split
 from regnet_zoo.lightning.transforms import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, Lighting, eval_transform
 
 
