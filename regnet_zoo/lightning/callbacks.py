@@ -107,13 +107,16 @@ def _existing(path: str | None) -> str | None:
     return path if path and os.path.isfile(path) else None
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 class RunReport(Callback):
     """Prints a short report when ``fit`` ends: validation accuracy, time, checkpoint paths.
 
     ``summary`` holds the same facts as a dict (``val_acc1``, ``best_val_acc1``, ``seconds``, ``epochs``,
-    ``best_checkpoint``, ``last_checkpoint``). With ``print_on_fit_end=False`` the caller prints it
-    with ``print_report()`` (the CLI does, after the progress bar has finished).
-    """
+    ``best_checkpoint``, ``last_checkpoint``); ``print_on_fit_end=False`` leaves ``print_report()`` to the
+    caller (the CLI, after the progress bar)."""
 
     def __init__(self, print_on_fit_end: bool = True) -> None:
         self.print_on_fit_end = print_on_fit_end
@@ -129,15 +132,13 @@ class RunReport(Callback):
         # the newest full-state file: a save_last copy, or what a monitor=None callback saves every time
         last = next((p for cb in checkpoints for p in (cb.last_model_path, cb.best_model_path if cb.monitor is None
                                                        else None) if _existing(p)), None)
-        best_score = ckpt.best_model_score if ckpt is not None else None
         self.summary = {
             "model": getattr(pl_module.hparams, "name", None) or getattr(pl_module.hparams, "model", None),
-            **{f"val_{k}": None if metrics.get(f"val/{k}") is None else float(metrics[f"val/{k}"])
-               for k in ("acc1", "acc5")},
-            "best_val_acc1": None if best_score is None else float(best_score),
+            "val_acc1": _float(metrics.get("val/acc1")), "val_acc5": _float(metrics.get("val/acc5")),
+            "best_val_acc1": _float(ckpt.best_model_score if ckpt is not None else None),
             "seconds": time.perf_counter() - self._t0, "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
-            "best_checkpoint": _existing(ckpt.best_model_path) if ckpt is not None else None,
+            "best_checkpoint": _existing(ckpt.best_model_path if ckpt is not None else None),
             "last_checkpoint": last,
         }
         if self.print_on_fit_end:

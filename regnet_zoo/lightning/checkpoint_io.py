@@ -1,10 +1,8 @@
-"""Atomic local checkpoint writes.
+"""Atomic local checkpoint writes: a checkpoint path always holds a complete file.
 
-Lightning writes a local checkpoint through an fsspec transaction whose temporary file is created in
-the system temp folder and then moved; across file systems that move is a copy, so a crash can leave
-a truncated ``last.ckpt``. ``AtomicCheckpointIO`` writes a temporary file next to the target and
-renames it over the target (``regnet_zoo.fileio.atomic_write``), so a checkpoint path always
-holds a complete file.
+Lightning's local save moves a temporary file from the system temp folder, a copy across file systems,
+so a crash can leave a truncated ``last.ckpt``; ``AtomicCheckpointIO`` writes next to the target and
+renames over it (``regnet_zoo.fileio.atomic_write``).
 """
 
 from __future__ import annotations
@@ -34,11 +32,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         local = local_path(path)
-        if local is None:
+        if local is None or storage_options is not None:  # Lightning's: fsspec, or its TypeError for the options
             return super().save_checkpoint(checkpoint, path, storage_options)
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} does not support storage_options for local paths, "
-                            f"got {storage_options!r}")
         folder, name = os.path.split(os.path.abspath(local))
         os.makedirs(folder, exist_ok=True)
         for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):

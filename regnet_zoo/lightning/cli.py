@@ -42,12 +42,10 @@ BASE_KEY = "__base__"  # a recipe's top-level key naming the recipe it overrides
 
 
 def recipe_chain(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
-    """The recipe at ``path`` and the recipes it builds on, base first, each ``(path, settings)``.
+    """The recipe at ``path`` and the recipes it builds on (``__base__: FILE``, relative to the naming file),
+    base first, each ``(path, settings without __base__)``, read with jsonargparse's YAML loader.
 
-    A recipe's top-level ``__base__: FILE`` (relative to that recipe's folder) names the recipe whose
-    settings it overrides; the base may name its own. ``settings`` is the file's mapping without
-    ``__base__``, read with jsonargparse's YAML loader. Raises ``RecipeError`` for a base that does
-    not exist or cannot be read, a ``__base__`` that is not a file name, or a cycle.
+    Raises ``RecipeError`` for a base that is missing or unreadable, not a file name, or in a cycle.
     """
     chain: list[tuple[str, dict[str, Any]]] = []
     current, named_by = os.path.abspath(path), None
@@ -75,12 +73,9 @@ def recipe_chain(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
 class RecipeConfigFile(ActionConfigFile):
     """``--config FILE`` where FILE may build on another recipe (top-level ``__base__: BASE``).
 
-    ``--config OVERLAY`` with ``__base__: BASE`` in it means ``--config BASE --config OVERLAY``
-    (jsonargparse's merge of successive configs: later values win, lists are replaced), bases of
-    bases first. ``__base__`` is relative to the file that names it. Files without ``__base__`` and
-    config strings are read by jsonargparse as usual; an unknown key in any file is its usual error.
-    Relative paths inside a file that has a ``__base__`` are read as on the command line (from the
-    working directory), not from that file's folder.
+    It means ``--config BASE --config FILE`` (jsonargparse's merge: later values win, lists are replaced),
+    bases of bases first; other files and config strings are read as usual. Relative paths inside a file
+    with a ``__base__`` are read from the working directory, not from that file's folder.
     """
 
     @staticmethod

@@ -32,8 +32,7 @@ class SampleDataset(Dataset):
     """(path, class index) samples -> (transformed image, class index)."""
 
     def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable | None = None):
-        self.samples = list(samples)
-        self.transform = transform
+        self.samples, self.transform = list(samples), transform
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -121,25 +120,15 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def epoch_sampler(dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                  seed: int = 0) -> DistributedSampler:
-    """torch's ``DistributedSampler`` (permutation seeded by seed + epoch, one shard per rank), which
-    Lightning keeps under DDP instead of replacing it."""
-    return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                              drop_last=False)
-
-
 class EpochDataLoader(DataLoader):
     """``DataLoader`` whose epoch is seeded from (seed, ``sampler.epoch``, rank) when its first batch is drawn.
 
-    So each epoch's order and randomness depend only on (seed, epoch, rank), and ``--ckpt_path last``
-    resumes exactly: a resumed epoch sees the same batches, augmentations, MixUp draws and DropPath
-    masks as an uninterrupted run. It seeds the loader's generator (so worker seeds follow) and
-    ``torch``, ``numpy`` and ``random`` of this process (augmentations run here when ``num_workers ==
-    0``; MixUp/CutMix, dropout and DropPath always do). Seeding waits for the first batch because on
-    resume Lightning creates the iterator *before* it calls ``sampler.set_epoch`` (a plain loader with
-    workers replays epoch 0's order). Use a sampler with ``set_epoch`` (``epoch_sampler``); outside
-    Lightning call ``loader.sampler.set_epoch(epoch)`` as for any ``DistributedSampler``.
+    Each epoch's order, augmentations, MixUp draws and DropPath masks then depend only on (seed, epoch,
+    rank), so ``--ckpt_path last`` resumes exactly. It seeds the loader's generator (worker seeds follow)
+    and this process's ``torch``, ``numpy`` and ``random``. Seeding waits for the first batch: on resume
+    Lightning creates the iterator before it calls ``sampler.set_epoch``. Use a sampler with ``set_epoch``
+    (a ``DistributedSampler``, which Lightning keeps under DDP); outside Lightning call
+    ``loader.sampler.set_epoch(epoch)``.
     """
 
     def __init__(self, dataset: Dataset, *args: Any, seed: int = 0, rank: int = 0, **kwargs: Any):
@@ -166,8 +155,7 @@ class EpochDataLoader(DataLoader):
 
 # ---------------------------------------------------------------------------- base
 class ClassificationDataModule(L.LightningDataModule):
-    """Shared loader policy; subclasses set ``classes`` and, in ``setup``, ``train_set``, ``val_set`` (and
-    ``predict_set``).
+    """Shared loader policy; subclasses set ``classes`` and, in ``setup``, ``train_set``, ``val_set``, ``predict_set``.
 
     Args:
         batch_size: training images per device per step.
@@ -219,7 +207,7 @@ class ClassificationDataModule(L.LightningDataModule):
         if len(dataset) < self.batch_size * world and self.drop_last:
             raise DataError(f"the training set has {len(dataset)} images, fewer than one global batch "
                             f"({self.batch_size} x {world} devices); lower data.batch_size")
-        sampler = epoch_sampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         return EpochDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
                                seed=self.seed, rank=rank, **self._loader_kwargs())
 

@@ -165,8 +165,8 @@ class RegNetClassifier(L.LightningModule):
     def check_finite_loss(self) -> None:
         """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf.
 
-        On accelerators the check of step s runs at the start of step s + 1 (and at the end of each
-        epoch, before validation and checkpoints), so it never stalls the device queue.
+        On accelerators step s is checked at the start of step s + 1 (and before the epoch's validation
+        and checkpoints), so the check never stalls the device queue.
         """
         pending, self._pending_loss = self._pending_loss, None
         if pending is not None and not bool(torch.isfinite(pending[0])):
@@ -291,10 +291,9 @@ class RegNetClassifier(L.LightningModule):
     def apply_planned_schedule(self) -> bool:
         """After a resume, make the scheduler follow this run's schedule and peak LR; True if it changed.
 
-        A restored scheduler has the peak LR (``base_lrs``) and ``LrSchedule`` of the run that wrote the
-        checkpoint. When this run plans another (another global batch, hence peak LR and steps per epoch,
-        or another schedule setting), it applies from the resumed step on, continuing at the epoch the
-        run had reached, and a warning says what changed.
+        A restored scheduler has the checkpoint's peak LR (``base_lrs``) and ``LrSchedule``. When this run
+        plans another (other global batch or schedule settings), that applies from the resumed step on,
+        continuing at the epoch reached, with a warning naming the changes.
         """
         configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
         scheduler = configs[0].scheduler if configs else None
@@ -360,11 +359,8 @@ class RegNetClassifier(L.LightningModule):
         self._restored_lr_info = checkpoint.get("lr_info")
 
     def export_model(self) -> nn.Module:
-        """A standalone copy of the evaluation weights (EMA if enabled) in eval mode, on the CPU.
-
-        Its ``pretrained_cfg`` carries the training data's preprocessing (input size, mean, std, crop,
-        class names) when known.
-        """
+        """A standalone CPU copy of the evaluation weights (EMA if enabled) in eval mode; its ``pretrained_cfg``
+        carries the training data's preprocessing (input size, mean, std, crop, class names) when known."""
         model = copy.deepcopy(self.eval_model).cpu().eval()
         model.to(memory_format=torch.contiguous_format)
         model.pretrained_cfg = {**self.model.pretrained_cfg, **(self.data_config or {}),

@@ -74,11 +74,9 @@ class LrSchedule:
 
     Attributes:
         steps_per_epoch: optimizer steps per epoch (after gradient accumulation), >= 1.
-        max_epoch: schedule length in epochs (pycls ``OPTIM.MAX_EPOCH``).
-        policy: pycls ``OPTIM.LR_POLICY``.
-        warmup_epochs: pycls ``OPTIM.WARMUP_EPOCHS`` (may be fractional).
-        warmup_start: pycls ``OPTIM.WARMUP_FACTOR``.
-        min_lr: pycls ``OPTIM.MIN_LR`` (fraction of the base LR).
+        max_epoch, policy, warmup_epochs, warmup_start, min_lr: pycls ``OPTIM.MAX_EPOCH`` (schedule length in
+            epochs), ``LR_POLICY``, ``WARMUP_EPOCHS`` (may be fractional), ``WARMUP_FACTOR``, ``MIN_LR`` (fraction
+            of the base LR).
         interval: ``"step"`` evaluates at ``t = step / steps_per_epoch``; ``"epoch"`` at
             ``t = floor(step / steps_per_epoch)``, as pycls did.
         steps, lr_mult: pycls ``OPTIM.STEPS`` and ``OPTIM.LR_MULT`` for the ``steps`` policy.

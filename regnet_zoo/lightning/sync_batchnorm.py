@@ -49,12 +49,8 @@ class AllReduceBatchNormAct(BatchNormAct2d):
                 m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 self.running_mean.mul_(1 - m).add_(mean, alpha=m)
                 self.running_var.mul_(1 - m).add_(var * n / (n - 1), alpha=m)  # unbiased, as torch keeps it
-        scale = torch.rsqrt(var + self.eps)
-        if self.affine:
-            shift = self.bias - mean * scale * self.weight
-            scale = scale * self.weight
-        else:
-            shift = -mean * scale
+        scale = torch.rsqrt(var + self.eps) * (self.weight if self.affine else 1.0)
+        shift = (self.bias if self.affine else 0.0) - mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
@@ -100,10 +96,8 @@ def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def torch_converted_norm_act(module: nn.Module) -> list[str]:
-    """Names of layers that ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` made from ``BatchNormAct2d``.
-
-    Such a layer is a plain ``SyncBatchNorm`` that still holds the ``act`` it no longer calls.
-    """
+    """Names of layers that ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` made from ``BatchNormAct2d``: plain
+    ``SyncBatchNorm`` layers still holding the ``act`` they no longer call."""
     return [name for name, m in module.named_modules()
             if type(m) is nn.SyncBatchNorm and not isinstance(getattr(m, "act", nn.Identity()), nn.Identity)]
 
@@ -111,9 +105,8 @@ def torch_converted_norm_act(module: nn.Module) -> list[str]:
 class TimmSyncBatchNorm(TorchSyncBatchNorm):
     """Lightning ``LayerSync`` plugin converting with ``convert_sync_batchnorm`` (keeps timm's fused activations).
 
-    ``L.Trainer(strategy="ddp", sync_batchnorm=True, plugins=[TimmSyncBatchNorm()])``; no effect on one
-    device. With the gloo backend (CPU processes) the layers all-reduce their sums; with NCCL & co they
-    are timm's ``SyncBatchNormAct`` (torch's kernels).
+    ``L.Trainer(strategy="ddp", sync_batchnorm=True, plugins=[TimmSyncBatchNorm()])``; gloo (CPU processes):
+    ``AllReduceBatchNormAct``, NCCL & co: timm's ``SyncBatchNormAct``.
     """
 
     def apply(self, model: nn.Module) -> nn.Module:

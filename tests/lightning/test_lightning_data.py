@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DistributedSampler
 
 from regnet_zoo.lightning import DataError, DigitsDataModule, FinetuneDataModule, ImageFolderDataModule
-from regnet_zoo.lightning.data import EpochDataLoader, epoch_sampler, stratified_split
+from regnet_zoo.lightning.data import EpochDataLoader, stratified_split
 from regnet_zoo.lightning.transforms import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, Lighting, eval_transform
 
 
@@ -56,7 +57,7 @@ def test_epoch_loader_is_a_function_of_seed_epoch_rank():
     ds = torch.utils.data.TensorDataset(data, torch.zeros(40))
 
     def order(epoch=0, rank=0, world=1, seed=0):
-        loader = EpochDataLoader(ds, batch_size=4, sampler=epoch_sampler(ds, world, rank, seed=seed), seed=seed,
+        loader = EpochDataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, world, rank, seed=seed), seed=seed,
                                  rank=rank)
         it = iter(loader)
         torch.rand(5)  # RNG use between iter() and the first batch (Lightning's hooks) does not matter
