@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -245,7 +244,7 @@ class _Reader:
     def __init__(self, batches: list[torch.Tensor]):
         self._batches = iter([{ONNX_INPUT: b.float().cpu().numpy()} for b in batches])
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
+    def get_next(self) -> dict[str, Any] | None:
         return next(self._batches, None)
 
 

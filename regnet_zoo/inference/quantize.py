@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -115,9 +114,8 @@ class QuantizedModel(nn.Module):
             raise ValueError(f"this quantized model takes (N, {', '.join(map(str, self.input_shape[1:]))}) float "
                              f"images, got {tuple(x.shape)}; quantize again with calibration images of that size "
                              "to serve another resolution")
-        array = x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
-        out = self._request.infer({0: array})[0]
-        return torch.from_numpy(np.array(out, copy=True))
+        out = self._request.infer({0: x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()})[0]
+        return torch.from_numpy(out.copy())  # the request's output buffer is reused by the next call
 
     def extra_repr(self) -> str:
         return (f"backend={self.metadata.get('backend')}, architecture={self.pretrained_cfg.get('architecture')}, "

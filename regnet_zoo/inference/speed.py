@@ -217,7 +217,7 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
             x = torch.randn(batch, model.in_chans, resolution, resolution, device=device)
             x = x.contiguous(memory_format=LAYOUTS[layout])
             for v in variants:
-                if v.build is timm_eager and not entry.timm_name:  # timm has no twin (e.g. RegNetZ-4GF)
+                if v.build in (timm_eager, timm_bf16) and not entry.timm_name:  # no timm twin (e.g. RegNetZ-4GF)
                     continue
                 cases[f"{v.name}@{layout}"] = _inference_call(v.build(model, entry, layout), x)
         timings = time_interleaved(cases, batch, warmup=warmup, repeats=repeats, sync=sync)
