@@ -37,27 +37,15 @@ def freeze_stages(model: AnyNet, trainable_stages: int) -> None:
     if not 0 <= trainable_stages <= n_stages + 1:
         raise ValueError(f"trainable_stages must be in [0, {n_stages + 1}] (stages s1..s{n_stages} + stem), "
                          f"got {trainable_stages}")
-    order = [*reversed(model.stage_names), "stem"]
-    train = set(order[:trainable_stages])
-    for name in order[trainable_stages:]:
-        getattr(model, name).requires_grad_(False)
-    for name in train:
-        getattr(model, name).requires_grad_(True)
+    for i, name in enumerate([*reversed(model.stage_names), "stem"]):
+        getattr(model, name).requires_grad_(i < trainable_stages)
 
 
-def regnet_fpn_backbone(
-    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
-    pretrained: bool | str | os.PathLike = False,
-    *,
-    returned_stages: Sequence[int] = (1, 2, 3, 4),
-    trainable_stages: int | None = None,
-    frozen_bn: bool | None = None,
-    out_channels: int = 256,
-    extra_blocks: ExtraFPNBlock | None = None,
-    fpn_norm_layer: type[nn.Module] | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    **create_kwargs: Any,
-) -> BackboneWithFPN:
+def regnet_fpn_backbone(model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
+                        pretrained: bool | str | os.PathLike = False, *, returned_stages: Sequence[int] = (1, 2, 3, 4),
+                        trainable_stages: int | None = None, frozen_bn: bool | None = None, out_channels: int = 256,
+                        extra_blocks: ExtraFPNBlock | None = None, fpn_norm_layer: type[nn.Module] | None = None,
+                        cache_dir: str | os.PathLike | None = None, **create_kwargs: Any) -> BackboneWithFPN:
     """A torchvision ``BackboneWithFPN`` on a zoo model.
 
     Args:
@@ -97,10 +85,8 @@ def regnet_fpn_backbone(
         raise ValueError(f"returned_stages must be increasing stage numbers in 1..{n_stages}, got {returned_stages}")
     if trainable_stages is None:
         trainable_stages = 3 if pretrained else n_stages + 1
-    if frozen_bn is None:
-        frozen_bn = bool(pretrained)
     freeze_stages(net, trainable_stages)
-    if frozen_bn:
+    if frozen_bn or (frozen_bn is None and pretrained):
         net = freeze_batch_norm_2d(net)  # timm's: keeps the ReLU our BatchNormAct2d layers carry
     return_layers = {f"s{s}": str(i) for i, s in enumerate(returned)}
     in_channels = [net.feature_info[s]["num_chs"] for s in returned]
@@ -168,10 +154,8 @@ def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any]) -> dict[st
     in_chans = backbone.body.stem.in_chans
     out = {}
     for key, cfg_key in (("image_mean", "mean"), ("image_std", "std")):
-        if key in kwargs:  # explicit arguments win (None: torchvision's ImageNet defaults)
-            continue
         value = cfg.get(cfg_key)
-        if value is None:
+        if key in kwargs or value is None:  # explicit arguments win (None: torchvision's ImageNet defaults)
             continue
         if len(value) != in_chans:
             raise ValueError(f"the backbone takes {in_chans} input channels but its pretrained_cfg {cfg_key} has "
@@ -181,11 +165,15 @@ def _normalisation(backbone: BackboneWithFPN, kwargs: dict[str, Any]) -> dict[st
     return out
 
 
-def _detector(cls: type[nn.Module], model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
-              frozen_bn, out_channels, backbone_kwargs, detector_kwargs) -> nn.Module:
+def _detector(cls: type[nn.Module], model: str | ModelCfg | dict[str, Any] | AnyNet, num_classes: int,
+              pretrained_backbone: bool | str | os.PathLike, *, returned_stages: Sequence[int] | None = None,
+              trainable_stages: int | None = None, frozen_bn: bool | None = None, out_channels: int = 256,
+              backbone_kwargs: dict[str, Any] | None = None, **detector_kwargs: Any) -> nn.Module:
     """``cls`` (a torchvision detector) on ``regnet_fpn_backbone``: the builders' arguments plus
     ``backbone_kwargs``; anchors, RoI pooling and normalisation sized to the backbone unless given."""
     retina = cls is RetinaNet
+    if returned_stages is None:
+        returned_stages = (2, 3, 4) if retina else (1, 2, 3, 4)
     extra_blocks = LastLevelP6P7(out_channels, out_channels) if retina else LastLevelMaxPool()
     backbone = regnet_fpn_backbone(model, pretrained_backbone, returned_stages=returned_stages,
                                    extra_blocks=extra_blocks, trainable_stages=trainable_stages, frozen_bn=frozen_bn,
@@ -204,61 +192,31 @@ def _detector(cls: type[nn.Module], model, num_classes, pretrained_backbone, ret
     return cls(backbone, num_classes=num_classes, **{**parts, **detector_kwargs})
 
 
-def fasterrcnn_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
-    num_classes: int = 91,
-    pretrained_backbone: bool | str | os.PathLike = False,
-    *,
-    returned_stages: Sequence[int] = (1, 2, 3, 4),
-    trainable_stages: int | None = None,
-    frozen_bn: bool | None = None,
-    out_channels: int = 256,
-    backbone_kwargs: dict[str, Any] | None = None,
-    **detector_kwargs: Any,
-) -> FasterRCNN:
+def fasterrcnn_regnet_fpn(model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf", num_classes: int = 91,
+                          pretrained_backbone: bool | str | os.PathLike = False, **kwargs: Any) -> FasterRCNN:
     """torchvision ``FasterRCNN`` (``num_classes`` incl. background) on a RegNet-FPN backbone.
 
+    Keyword arguments: ``returned_stages`` (default 1..4), ``trainable_stages``, ``frozen_bn`` and
+    ``out_channels`` as ``regnet_fpn_backbone``; ``backbone_kwargs``, its further options; the rest go to
+    ``FasterRCNN`` (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
     Anchors (8 x each map's stride) and RoI pooling are sized to the backbone's maps; images are normalised
-    with the backbone's ``pretrained_cfg`` mean / std; ``detector_kwargs`` go to ``FasterRCNN``
-    (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
+    with the backbone's ``pretrained_cfg`` mean / std.
     """
-    return _detector(FasterRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
-                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
+    return _detector(FasterRCNN, model, num_classes, pretrained_backbone, **kwargs)
 
 
-def maskrcnn_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
-    num_classes: int = 91,
-    pretrained_backbone: bool | str | os.PathLike = False,
-    *,
-    returned_stages: Sequence[int] = (1, 2, 3, 4),
-    trainable_stages: int | None = None,
-    frozen_bn: bool | None = None,
-    out_channels: int = 256,
-    backbone_kwargs: dict[str, Any] | None = None,
-    **detector_kwargs: Any,
-) -> MaskRCNN:
+def maskrcnn_regnet_fpn(model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf", num_classes: int = 91,
+                        pretrained_backbone: bool | str | os.PathLike = False, **kwargs: Any) -> MaskRCNN:
     """torchvision ``MaskRCNN`` on a RegNet-FPN backbone (arguments as ``fasterrcnn_regnet_fpn``)."""
-    return _detector(MaskRCNN, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
-                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
+    return _detector(MaskRCNN, model, num_classes, pretrained_backbone, **kwargs)
 
 
-def retinanet_regnet_fpn(
-    model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf",
-    num_classes: int = 91,
-    pretrained_backbone: bool | str | os.PathLike = False,
-    *,
-    returned_stages: Sequence[int] = (2, 3, 4),
-    trainable_stages: int | None = None,
-    frozen_bn: bool | None = None,
-    out_channels: int = 256,
-    backbone_kwargs: dict[str, Any] | None = None,
-    **detector_kwargs: Any,
-) -> RetinaNet:
-    """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 + P6/P7 (from P5); anchors 4 x stride
-    with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as ``fasterrcnn_regnet_fpn``)."""
-    return _detector(RetinaNet, model, num_classes, pretrained_backbone, returned_stages, trainable_stages,
-                     frozen_bn, out_channels, backbone_kwargs, detector_kwargs)
+def retinanet_regnet_fpn(model: str | ModelCfg | dict[str, Any] | AnyNet = "regnetx_3.2gf", num_classes: int = 91,
+                         pretrained_backbone: bool | str | os.PathLike = False, **kwargs: Any) -> RetinaNet:
+    """torchvision ``RetinaNet`` on a RegNet-FPN backbone: stages s2..s4 (default ``returned_stages``) + P6/P7
+    (from P5); anchors 4 x stride with 3 scales per octave; ``pretrained_cfg`` mean / std (arguments as
+    ``fasterrcnn_regnet_fpn``)."""
+    return _detector(RetinaNet, model, num_classes, pretrained_backbone, **kwargs)
 
 
 __all__ = ["default_anchor_generator", "fasterrcnn_regnet_fpn", "feature_map_names", "feature_maps", "freeze_stages",

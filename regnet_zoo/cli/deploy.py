@@ -1,9 +1,5 @@
-"""``regnet-zoo export`` (ONNX / TorchScript / OpenVINO, fp32 or int8, verified), ``regnet-zoo quantize`` (the
-int8 artefact) and ``regnet-zoo benchmark`` (inference speed vs timm, fp32 / bf16 / int8).
-
-``benchmark`` is the package's thin comparison (``regnet_zoo.inference.speed``); the full protocol
-(EfficientNet pairs, torchvision, training steps, memory, peak FLOP/s, plots) is the repository's
-``benchmarks/deploy_speed.py``.
+"""``regnet-zoo export`` (ONNX / TorchScript / OpenVINO, fp32 or int8, verified), ``quantize`` (the int8
+artefact) and ``benchmark`` (``regnet_zoo.inference.speed``: inference speed vs timm, fp32 / bf16 / int8).
 """
 
 from __future__ import annotations
@@ -11,12 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
-import warnings
 from pathlib import Path
 
-from regnet_zoo.cli import positive_int
+from regnet_zoo.cli import fail, positive_int
 from regnet_zoo.fileio import atomic_write
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}
@@ -69,11 +63,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "quantize", help="int8 post-training quantization (OpenVINO + NNCF) to a loadable folder",
-        description="Quantize a zoo model to int8 (BN folded, per-channel int8 weights, 8-bit activations "
-                    "calibrated on --num-images images) and write a folder: model.xml + model.bin (OpenVINO IR) "
-                    "and quantization.json (architecture, preprocessing, calibration, versions, the check against "
-                    "fp32, sha256 of the files). Load it with regnet_zoo.inference.load_quantized(DIR). The folder "
-                    "appears only when complete. Needs pip install 'regnet-zoo[quant]'.")
+        description="Quantize a zoo model to int8 (calibrated on --num-images images) into a folder: model.xml + "
+                    "model.bin (OpenVINO IR) and quantization.json (preprocessing, calibration, the check against "
+                    "fp32, sha256 of the files), complete or absent. Load it with "
+                    "regnet_zoo.inference.load_quantized(DIR). Needs pip install 'regnet-zoo[quant]'.")
     p.add_argument("name", help="model name or alias, optionally NAME.TAG")
     _add_calibration(p, required=True)
     p.add_argument("--out", required=True, metavar="DIR", help="the artefact folder to write")
@@ -85,11 +78,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "benchmark", help="images/s of zoo models, eager and optimised, vs timm",
-        description="Inference images/s of each zoo model (random init): our eager model, timm's implementation "
-                    "of the same architecture with the same weights, our BN-folded model (and, with --compile, "
-                    "its torch.compile), in each layout, timed interleaved in this process; ratios are to timm's "
-                    "eager model in the first layout. The full protocol (EfficientNet pairs, torchvision, training, "
-                    "memory) is benchmarks/deploy_speed.py in the repository.")
+        description="Inference images/s of each zoo model (random init), eager, BN-folded (and with --compile "
+                    "compiled), and of timm's same architecture with the same weights, in each layout, timed "
+                    "interleaved; ratios are to timm's eager model in the first layout. The full protocol is "
+                    "benchmarks/deploy_speed.py in the repository.")
     p.add_argument("names", nargs="+", metavar="NAME", help="zoo model names or aliases (e.g. regnetx_200mf)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per call (default 8)")
     p.add_argument("--resolution", type=positive_int, default=224, help="input size in pixels (default 224)")
@@ -111,30 +103,35 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
 
 
-def _create(a: argparse.Namespace, command: str):
-    """The model of ``a`` (eval mode), or None after printing the error (bad name, weights)."""
+class _BadInput(Exception):
+    """Bad input (exit 2): an unknown name, unreadable weights, unusable calibration images."""
+
+
+def _fail(a: argparse.Namespace, err: Exception, note: str = "") -> int:
+    """Print ``err`` (+ ``note``); exit 2 for bad input, 3 without OpenVINO / NNCF, else 1 (naming the model)."""
+    from regnet_zoo.inference import QuantizationDependencyError
+
+    code = 2 if isinstance(err, (_BadInput, FileExistsError, NotADirectoryError)) else \
+        3 if isinstance(err, QuantizationDependencyError) else 1
+    return fail(f"{a.command} {a.name}" if code == 1 else a.command, f"{err}{note}", code)
+
+
+def _prepare(a: argparse.Namespace, calibrate: bool):
+    """(the model of ``a`` in eval mode, the ``--calib`` batches if ``calibrate``); ``_BadInput`` when bad."""
     from regnet_zoo.factory import create
+    from regnet_zoo.inference import CalibrationError, calibration_batches
     from regnet_zoo.registry import UnknownModelError
     from regnet_zoo.weights import WeightsError
 
     try:
-        return create(a.name, pretrained=a.weights or a.pretrained, num_classes=a.num_classes, in_chans=a.in_chans,
-                      cache_dir=a.cache_dir).eval()
+        model = create(a.name, pretrained=a.weights or a.pretrained, num_classes=a.num_classes, in_chans=a.in_chans,
+                       cache_dir=a.cache_dir).eval()
     except (UnknownModelError, WeightsError, FileNotFoundError) as err:
-        print(f"regnet-zoo {command}: {err}", file=sys.stderr)
-        return None
-
-
-def _calibration(a: argparse.Namespace, model, command: str):
-    """The calibration batches of ``--calib`` (``CalibrationError`` printed, None returned when bad)."""
-    from regnet_zoo.inference import CalibrationError, calibration_batches
-
+        raise _BadInput(err) from err
     try:
-        return calibration_batches(a.calib, model, num_images=a.num_images)
+        return model, calibration_batches(a.calib, model, num_images=a.num_images) if calibrate else None
     except CalibrationError as err:
-        print(f"regnet-zoo {command}: {err}; pass --calib DIR (a folder of readable images) or --calib digits",
-              file=sys.stderr)
-        return None
+        raise _BadInput(f"{err}; pass --calib DIR (a folder of readable images) or --calib digits") from err
 
 
 def _int8_check(reference, candidate, batches: list, rtol: float, what: str) -> dict[str, float]:
@@ -150,166 +147,99 @@ def _int8_check(reference, candidate, batches: list, rtol: float, what: str) -> 
     return check
 
 
-def _describe_check(check: dict[str, float]) -> str:
+def _describe_check(check: dict[str, float] | None) -> str:
     return (f"vs fp32 on {check['images']} calibration images: top-1 agreement {check['top1_agreement']:.3f}, "
-            f"max rel. logit error {check['max_rel_error']:.3f}")
+            f"max rel. logit error {check['max_rel_error']:.3f}") if check else "not checked"
+
+
+def _quantize(a: argparse.Namespace, model, batches: list, out: Path, rtol: float | None, preset: str = "performance",
+              overwrite: bool = False, **metadata) -> dict[str, float] | None:
+    """The OpenVINO + NNCF artefact of ``model`` in ``out``, checked against fp32 (not with ``rtol=None``)."""
+    from regnet_zoo.inference import quantize_model, save_quantized
+
+    qmodel = quantize_model(model, batches, num_images=a.num_images, preset=preset, calibration_name=a.calib)
+    check = None if rtol is None else _int8_check(model, qmodel, batches[:4], rtol, a.name)
+    save_quantized(qmodel, out, {**metadata, **({"check": check} if check else {})}, overwrite=overwrite)
+    return check
 
 
 def run_quantize(a: argparse.Namespace) -> int:
-    from regnet_zoo.inference import (
-        ExportError,
-        QuantizationDependencyError,
-        QuantizationError,
-        quantize_model,
-        save_quantized,
-    )
-    from regnet_zoo.inference.quantize import METADATA_FILE
+    from regnet_zoo.inference import ExportError, QuantizationError
+    from regnet_zoo.inference.quantize import METADATA_FILE, check_out_dir
 
     out = Path(a.out)
-    if (out / METADATA_FILE).exists() and not a.overwrite:
-        print(f"regnet-zoo quantize: {out} already holds a quantized model; pass --overwrite or another --out",
-              file=sys.stderr)
-        return 2
-    if out.exists() and not out.is_dir():
-        print(f"regnet-zoo quantize: --out {out} exists and is not a folder", file=sys.stderr)
-        return 2
-    if (model := _create(a, "quantize")) is None or (batches := _calibration(a, model, "quantize")) is None:
-        return 2
     try:
-        qmodel = quantize_model(model, batches, num_images=a.num_images, preset=a.preset, calibration_name=a.calib)
-        check = _int8_check(model, qmodel, batches[:4], rtol=float("inf"), what=a.name)
-        save_quantized(qmodel, out, {"check": check, "source": {"name": a.name, "weights": a.weights or a.pretrained}},
-                       overwrite=a.overwrite)
-    except QuantizationDependencyError as err:
-        print(f"regnet-zoo quantize: {err}", file=sys.stderr)
-        return 3
-    except (QuantizationError, ExportError, OSError) as err:  # OSError: writing --out (nothing is left there)
-        print(f"regnet-zoo quantize {a.name}: {err}", file=sys.stderr)
-        return 1
+        check_out_dir(out, a.overwrite)
+        model, batches = _prepare(a, calibrate=True)
+        check = _quantize(a, model, batches, out, float("inf"), a.preset, a.overwrite,
+                          source={"name": a.name, "weights": a.weights or a.pretrained})
+    except (_BadInput, QuantizationError, ExportError, OSError) as err:  # OSError: writing --out (nothing is left)
+        return _fail(a, err)
     print(f"wrote {out}/ (int8 OpenVINO IR + {METADATA_FILE}; {_describe_check(check)}); load it with "
           f"regnet_zoo.inference.load_quantized({str(out)!r})")
     return 0
 
 
-def _export_int8(a: argparse.Namespace, model, out: Path) -> int:
-    """``export --int8``: ONNX Runtime QDQ file or the OpenVINO + NNCF artefact folder, checked against fp32."""
-    from regnet_zoo.inference import (
-        ExportError,
-        QuantizationDependencyError,
-        QuantizationError,
-        export_onnx,
-        fuse_bn,
-        quantize_model,
-        save_quantized,
-    )
-    from regnet_zoo.inference.export import DEFAULT_OPSET, quantize_onnx
+def _export_int8(a: argparse.Namespace, model, batches: list, out: Path) -> dict[str, float] | None:
+    """``export --int8``: the OpenVINO + NNCF artefact folder or an ONNX Runtime QDQ file, checked against fp32
+    before it is written."""
+    from regnet_zoo.inference import export_onnx, fuse_bn
+    from regnet_zoo.inference.export import DEFAULT_OPSET, onnx_runner, quantize_onnx
 
-    if a.calib is None:
-        print("regnet-zoo export: --int8 needs calibration images: --calib DIR|digits", file=sys.stderr)
-        return 2
-    if (batches := _calibration(a, model, "export")) is None:
-        return 2
-    check_batches = batches[:4]
-    try:
-        if a.format == "openvino":
-            qmodel = quantize_model(model, batches, num_images=a.num_images, calibration_name=a.calib)
-            check = None if a.no_check else _int8_check(model, qmodel, check_batches, a.int8_rtol, a.name)
-            save_quantized(qmodel, out, {"check": check} if check else None)
-        else:
-            with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
-                fp32 = export_onnx(fuse_bn(model), Path(tmp) / "fp32.onnx", batches[0][:2], opset=a.opset or
-                                   DEFAULT_OPSET)
-                quantize_onnx(fp32, Path(tmp) / out.name, batches)
-                check = None if a.no_check else _int8_check(model, _ort_model(Path(tmp) / out.name), check_batches,
-                                                            a.int8_rtol, f"{out.name} (ONNX Runtime)")
-                os.replace(Path(tmp) / out.name, out)
-    except QuantizationDependencyError as err:
-        print(f"regnet-zoo export: {err}", file=sys.stderr)
-        return 3
-    except (QuantizationError, ExportError, FileExistsError) as err:
-        print(f"regnet-zoo export {a.name}: {err}", file=sys.stderr)
-        return 1
-    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
-    print(f"wrote {out} ({a.format} int8, {size / 2**20:.1f} MiB; "
-          f"{_describe_check(check) if check else 'not checked'})")
-    return 0
-
-
-def _ort_model(path: Path):
-    """An ONNX file as a function: float32 NCHW tensor -> logits tensor (ONNX Runtime, CPU)."""
-    import onnxruntime as ort
-    import torch
-
-    from regnet_zoo.inference.export import ONNX_INPUT
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(None, {ONNX_INPUT: x.float().cpu().numpy()})[0])
+    rtol = None if a.no_check else a.int8_rtol
+    if a.format == "openvino":
+        return _quantize(a, model, batches, out, rtol)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
+        fp32 = export_onnx(fuse_bn(model), Path(tmp) / "fp32.onnx", batches[0][:2], opset=a.opset or DEFAULT_OPSET)
+        int8 = quantize_onnx(fp32, Path(tmp) / out.name, batches)
+        check = None if rtol is None else _int8_check(model, onnx_runner(int8), batches[:4], rtol,
+                                                      f"{out.name} (ONNX Runtime)")
+        os.replace(int8, out)
+    return check
 
 
 def run_export(a: argparse.Namespace) -> int:
     import torch
 
-    from regnet_zoo.inference import ExportError, check_onnx, export_onnx, fuse_bn, to_torchscript
-    from regnet_zoo.inference.export import DEFAULT_OPSET, check_openvino, export_openvino
+    from regnet_zoo.inference import ExportError, QuantizationError, check_onnx, export_onnx, fuse_bn, to_torchscript
+    from regnet_zoo.inference.export import DEFAULT_OPSET, check_openvino, check_torchscript, export_openvino
 
     if a.calib is not None and not a.int8:
-        print("regnet-zoo export: --calib applies to --int8 only", file=sys.stderr)
-        return 2
+        return fail("export", "--calib applies to --int8 only", 2)
     if a.int8 and a.format not in INT8_FORMATS:
-        print(f"regnet-zoo export: --int8 applies to --format {' / '.join(INT8_FORMATS)}, not {a.format}",
-              file=sys.stderr)
-        return 2
-    if (model := _create(a, "export")) is None:
-        return 2
-    exported = fuse_bn(model) if a.fuse_bn else model
+        return fail("export", f"--int8 applies to --format {' / '.join(INT8_FORMATS)}, not {a.format}", 2)
+    if a.int8 and a.calib is None:
+        return fail("export", "--int8 needs calibration images: --calib DIR|digits", 2)
     base = a.name.replace("/", "_").replace(":", "_") + ("-fused" if a.fuse_bn else "") + ("-int8" if a.int8 else "")
-    int8_dir = a.int8 and a.format == "openvino"
-    out = Path(a.output or base + ("" if int8_dir else FORMATS[a.format]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if a.int8:
-        return _export_int8(a, model, out)
+    out = Path(a.output or base + ("" if a.int8 and a.format == "openvino" else FORMATS[a.format]))
     torch.manual_seed(0)
     example = torch.randn(1 if a.static_batch else 2, a.in_chans, a.resolution, a.resolution)
     checks = [torch.randn(n, a.in_chans, a.resolution, a.resolution) for n in ((1,) if a.static_batch else (1, 3))]
+    wrote = False
     try:
-        if a.format == "onnx":
-            export_onnx(exported, out, example, opset=a.opset or DEFAULT_OPSET, dynamic_batch=not a.static_batch)
-            diff = None if a.no_check else check_onnx(out, model, checks, atol=a.atol)
-        elif a.format == "openvino":
-            export_openvino(exported, out, example)
-            diff = None if a.no_check else check_openvino(out, model, checks, atol=a.atol)
+        model, batches = _prepare(a, calibrate=a.int8)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if a.int8:
+            kind, what = f"{a.format} int8", _describe_check(_export_int8(a, model, batches, out))
         else:
-            to_torchscript(exported, example, out, method=a.torchscript_method)
-            diff = None if a.no_check else _check_torchscript(out, model, checks, a.atol)
-    except ExportError as err:  # incl. ExportDependencyError: names the packages and `pip install regnet-zoo[export]`
-        unchecked = f" (wrote {out} unchecked; --no-check skips the check)" if out.exists() else ""
-        print(f"regnet-zoo export {a.name}: {err}{unchecked}", file=sys.stderr)
-        return 1
-    what = f"checked at batch {', '.join(str(len(x)) for x in checks)}: max abs diff {diff:.2e}" if diff is not None \
-        else "not checked"
-    size = os.path.getsize(out) + (os.path.getsize(out.with_suffix(".bin")) if a.format == "openvino" else 0)
-    print(f"wrote {out} ({a.format}{', BN fused' if a.fuse_bn else ''}, {size / 2**20:.1f} MiB; "
-          f"{what})")
+            exported = fuse_bn(model) if a.fuse_bn else model
+            if a.format == "onnx":
+                export_onnx(exported, out, example, opset=a.opset or DEFAULT_OPSET, dynamic_batch=not a.static_batch)
+            elif a.format == "openvino":
+                export_openvino(exported, out, example)
+            else:
+                to_torchscript(exported, example, out, method=a.torchscript_method)
+            wrote = True
+            check = {"onnx": check_onnx, "openvino": check_openvino, "torchscript": check_torchscript}[a.format]
+            diff = None if a.no_check else check(out, model, checks, atol=a.atol)
+            kind = a.format + (", BN fused" if a.fuse_bn else "")
+            what = "not checked" if diff is None else \
+                f"checked at batch {', '.join(str(len(x)) for x in checks)}: max abs diff {diff:.2e}"
+    except (_BadInput, QuantizationError, ExportError, OSError) as err:  # ExportError: names the missing packages
+        return _fail(a, err, f" (wrote {out} unchecked; --no-check skips the check)" if wrote else "")
+    files = out.iterdir() if out.is_dir() else [out, *([out.with_suffix(".bin")] if out.suffix == ".xml" else [])]
+    print(f"wrote {out} ({kind}, {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB; {what})")
     return 0
-
-
-def _check_torchscript(path: Path, model, inputs, atol: float) -> float:
-    import torch
-
-    from regnet_zoo.inference import ExportError
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
-        loaded = torch.jit.load(str(path))
-    worst = 0.0
-    with torch.no_grad():
-        for x in inputs:
-            diff = float((loaded(x) - model(x)).abs().max())
-            worst = max(worst, diff)
-            if diff > atol:
-                raise ExportError(f"{path}: TorchScript differs from PyTorch by {diff:.3g} > {atol:g} "
-                                  f"for input {tuple(x.shape)}")
-    return worst
 
 
 def run_benchmark(a: argparse.Namespace) -> int:
@@ -331,18 +261,15 @@ def run_benchmark(a: argparse.Namespace) -> int:
         if a.dtype == "int8":
             require_quant("openvino", "nncf")
     except (UnknownModelError, RuntimeError, ValueError) as err:  # incl. BF16UnsupportedError
-        print(f"regnet-zoo benchmark: {err}", file=sys.stderr)
-        return 3 if isinstance(err, QuantizationDependencyError) else 2
+        return fail("benchmark", err, 3 if isinstance(err, QuantizationDependencyError) else 2)
     results = []
     for name in names:
         try:
-            variants = default_variants(a.compile, a.dtype, a.resolution)
-            results.append(compare(name, batch=a.batch, layouts=a.layouts, variants=variants,
-                                   resolution=a.resolution, threads=a.threads, device=device, warmup=a.warmup,
-                                   repeats=a.repeats))
+            results.append(compare(name, batch=a.batch, layouts=a.layouts, resolution=a.resolution,
+                                   variants=default_variants(a.compile, a.dtype, a.resolution), threads=a.threads,
+                                   device=device, warmup=a.warmup, repeats=a.repeats))
         except ValueError as err:  # e.g. an unknown layout
-            print(f"regnet-zoo benchmark: {err}", file=sys.stderr)
-            return 2
+            return fail("benchmark", err, 2)
         print(format_comparison(results[-1]), flush=True)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,11 @@
 """Calibration images for post-training quantization: a few hundred preprocessed images from any source.
 
-Sources (``calibration_batches``):
-  * a tensor ``(N, C, H, W)`` of preprocessed images;
-  * an iterable of batches (a ``DataLoader``): tensors, or ``(images, targets)`` pairs;
-  * a LightningDataModule (anything with ``train_dataloader()``): its *training* split, so that the
-    validation split stays untouched for measuring the quantized model's accuracy;
-  * ``"digits"``: the digits demo data (``regnet_zoo.lightning.DigitsDataModule`` at the model's input
-    size, training split);
-  * a folder of images (searched recursively, e.g. ImageNet's ``train/``), preprocessed with the model's
-    own evaluation transform (timm ``resolve_model_data_config`` + ``create_transform`` from its
-    ``pretrained_cfg``: resize, centre crop, mean/std); a seeded random subset spans all sub-folders.
+Sources (``calibration_batches``): a tensor ``(N, C, H, W)`` of preprocessed images; an iterable of batches
+(a ``DataLoader``) of tensors or ``(images, targets)`` pairs; a LightningDataModule (``train_dataloader()``:
+the *training* split, so the validation split stays untouched for measuring accuracy); ``"digits"``, the
+digits demo data at the model's input size; a folder of images (recursive, e.g. ImageNet's ``train/``) in
+the model's own eval transform (timm ``resolve_model_data_config`` + ``create_transform``), a seeded random
+subset spanning all sub-folders.
 """
 
 from __future__ import annotations
@@ -33,15 +29,10 @@ def calibration_batches(source: Any, model: nn.Module | None = None, *, num_imag
                         batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
     """Up to ``num_images`` float32 NCHW images from ``source`` (see the module doc), in batches.
 
-    Args:
-        model: gives the preprocessing of image folders and ``"digits"`` (its ``pretrained_cfg``) and the
-            expected channel count (``in_chans``).
-        num_images: images to collect; a source with fewer gives all it has.
-        batch_size: images per returned batch (folders and digits; other sources keep their batching).
-        seed: the random subset of an image folder.
-
-    Raises ``CalibrationError`` naming the source when it yields no images, an image cannot be read,
-    or its batches are not (N, C, H, W) float images with the model's channel count.
+    ``model`` gives the preprocessing of image folders and ``"digits"`` (``pretrained_cfg``) and the channel
+    count (``in_chans``); ``batch_size`` applies to folders and digits (other sources keep their batching);
+    ``seed`` picks an image folder's subset. Raises ``CalibrationError`` naming the source when it yields
+    no images, an image cannot be read, or its batches are not float (N, C, H, W) with the model's channels.
     """
     if num_images < 1 or batch_size < 1:
         raise ValueError(f"num_images and batch_size must be >= 1, got {num_images}, {batch_size}")

@@ -1,9 +1,6 @@
-"""Model export: TorchScript (scripted or traced), ONNX (``torch.onnx`` dynamo exporter, dynamic batch; int8
-by ONNX Runtime's ``quantize_static``) and OpenVINO IR.
-
-Our models script (``torch.jit.script``) as well as trace; ONNX files carry the model's preprocessing
-(``pretrained_cfg``) in their metadata and are checked against onnxruntime by ``check_onnx``. Files
-appear only once complete (``regnet_zoo.fileio.atomic_write``).
+"""Model export, each checked against PyTorch: TorchScript (scripted or traced), ONNX (``torch.onnx`` dynamo
+exporter, dynamic batch, the preprocessing in its metadata; int8 by ONNX Runtime's ``quantize_static``) and
+OpenVINO IR. Files appear only once complete (``regnet_zoo.fileio.atomic_write``, ``save_staged``).
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,10 +24,10 @@ from regnet_zoo.fileio import atomic_write
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 DEFAULT_OPSET = 18
 TWO_GB = 2**31  # protobuf's limit on one serialized ONNX file
-# pretrained_cfg keys written to the ONNX metadata_props (the preprocessing a deployment must repeat)
-ONNX_METADATA_KEYS = ("architecture", "num_classes", "input_size", "mean", "std", "interpolation", "crop_pct",
-                      "crop_mode", "tag", "license")
-EXPORT_EXTRA_HINT = "pip install 'regnet-zoo[export]'"
+# pretrained_cfg keys a deployment needs (the preprocessing it must repeat, and the labels); ONNX omits the labels
+PREPROCESSING_KEYS = ("architecture", "num_classes", "input_size", "mean", "std", "interpolation", "crop_pct",
+                      "crop_mode", "label_names", "tag", "license")
+ONNX_METADATA_KEYS = tuple(k for k in PREPROCESSING_KEYS if k != "label_names")
 
 
 class ExportError(RuntimeError):
@@ -39,11 +35,12 @@ class ExportError(RuntimeError):
 
 
 class ExportDependencyError(ExportError):
-    """A package that export or checking needs (onnx, onnxscript, onnxruntime) is missing or broken."""
+    """A package that export or checking needs (onnx, onnxscript, onnxruntime, openvino) is missing or broken."""
 
 
-def require_packages(*names: str, purpose: str) -> None:
-    """Import ``names``; raise ``ExportDependencyError`` naming the missing ones and the install command."""
+def require_packages(*names: str, purpose: str, error: type[Exception] = ExportDependencyError,
+                     extra: str = "export") -> None:
+    """Import ``names``; raise ``error`` naming the missing ones and how to install ``regnet-zoo[extra]``."""
     missing = []
     for name in names:
         try:
@@ -51,13 +48,21 @@ def require_packages(*names: str, purpose: str) -> None:
         except ImportError as err:
             missing.append(f"{name} ({err})")
     if missing:
-        raise ExportDependencyError(f"{purpose} needs {', '.join(names)}; missing or broken: {'; '.join(missing)}. "
-                                    f"Install them with: {EXPORT_EXTRA_HINT}")
+        raise error(f"{purpose} needs {', '.join(names)}; missing or broken: {'; '.join(missing)}. "
+                    f"Install them with: pip install 'regnet-zoo[{extra}]'")
 
 
 def model_label(model: nn.Module) -> str:
     """The model's architecture name (``pretrained_cfg``) or, failing that, its class name."""
     return str(getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__)
+
+
+def preprocessing(model: nn.Module, keys: tuple[str, ...] = PREPROCESSING_KEYS) -> dict[str, Any]:
+    """JSON-ready ``keys`` of the model's ``pretrained_cfg`` (and its ``num_classes``); tuples become lists."""
+    cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
+    if getattr(model, "num_classes", None) is not None:
+        cfg["num_classes"] = model.num_classes
+    return {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in keys if cfg.get(k) is not None}
 
 
 def example_input(model: nn.Module, resolution: int = 224, batch: int = 2) -> torch.Tensor:
@@ -93,7 +98,7 @@ def to_torchscript(model: nn.Module, example: torch.Tensor | None = None,
                 scripted = torch.jit.trace(model, example, check_inputs=[(other,)])
     except Exception as err:
         hint = "; try method='trace' (--torchscript-method trace)" if method == "script" else ""
-        raise ExportError(f"TorchScript {method} of {model_label(model)} failed: {_describe(err)}{hint}") from err
+        raise ExportError(f"TorchScript {method} of {model_label(model)} failed: {describe(err)}{hint}") from err
     if path is not None:
         atomic_write(path, lambda tmp: scripted.save(tmp))
     return scripted
@@ -103,16 +108,7 @@ def onnx_metadata(model: nn.Module) -> dict[str, str]:
     """The ONNX ``metadata_props`` of ``model``: its ``pretrained_cfg`` preprocessing, strings as they are,
     other values JSON (``input_size`` "[3, 224, 224]", ``mean`` "[0.485, 0.456, 0.406]", ``crop_pct`` "0.875").
     """
-    cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
-    if getattr(model, "num_classes", None) is not None:
-        cfg["num_classes"] = model.num_classes
-    out = {}
-    for key in ONNX_METADATA_KEYS:
-        value = cfg.get(key)
-        if value is not None:
-            out[key] = value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple)
-                                                                       else value)
-    return out
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in preprocessing(model, ONNX_METADATA_KEYS).items()}
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, *, opset: int = DEFAULT_OPSET,
@@ -126,17 +122,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         metadata: extra ``metadata_props``; the model's ``pretrained_cfg`` preprocessing
             (``onnx_metadata``) is always written.
 
-    The file (and its ``.data``) appears only when the export succeeded: everything is written into a
-    temporary folder beside ``path`` under the final names, so the data file the model refers to is the
-    one that ends up beside it; the data is moved first, the model last (``atomic_write``); leftovers are
-    removed on failure. A missing ``onnxscript`` / ``onnx`` or an exporter failure raises ``ExportError``.
+    Written by ``save_staged`` under the final names (so the model refers to the data file beside it):
+    nothing appears unless complete. A missing ``onnxscript`` / ``onnx`` or an exporter failure raises
+    ``ExportError``.
     """
     require_packages("onnx", "onnxscript", purpose="ONNX export")
     path = Path(path)
     model = model.eval()
-    n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     if external_data is None:
-        external_data = n_bytes >= TWO_GB
+        external_data = sum(p.numel() * p.element_size() for p in model.state_dict().values()) >= TWO_GB
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -146,43 +140,55 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
                                         dynamic_shapes=dynamic_shapes, verbose=False)
     except ImportError as err:
         raise ExportDependencyError(f"ONNX export of {model_label(model)}: torch.onnx could not import a package "
-                                    f"({err}). Install the exporter's packages with: {EXPORT_EXTRA_HINT}") from err
+                                    f"({err}). Install them with: pip install 'regnet-zoo[export]'") from err
     except Exception as err:
         raise ExportError(f"ONNX export of {model_label(model)} failed in torch.onnx.export (opset {opset}, "
-                          f"input {tuple(example.shape)}): {_describe(err)}") from err
+                          f"input {tuple(example.shape)}): {describe(err)}") from err
     program.model.metadata_props.update({**onnx_metadata(model), **(metadata or {})})
     try:
-        return _save_staged(path, lambda main: program.save(str(main), external_data=external_data))
+        return save_staged(path, lambda main: program.save(str(main), external_data=external_data))
     except OSError:
         raise
     except Exception as err:
         raise ExportError(f"saving the ONNX export of {model_label(model)} to {path} failed: "
-                          f"{_describe(err)}") from err
+                          f"{describe(err)}") from err
 
 
-def _save_staged(path: Path, save: Callable[[Path], None]) -> Path:
-    """Run ``save(main)`` in a temporary folder beside ``path``, then move its files in under their names.
+def save_staged(path: Path, save: Callable[[Path], None]) -> Path:
+    """Run ``save(main)`` in a temporary folder inside ``path.parent``, then move its files in under their names.
 
     ``save`` writes the main file (``main`` has ``path``'s name) and any side files it refers to by name
-    (ONNX external data, an OpenVINO ``.bin``); the side files are moved first and the main file last
-    (``atomic_write``), so ``path`` appears only when complete; on failure nothing is left behind.
+    (ONNX external data, an OpenVINO ``.bin``); the side files are moved first (in name order) and the
+    main file last (``atomic_write``), so ``path`` appears only when complete. On failure nothing is
+    left behind: neither the files moved so far nor a folder this call created.
     """
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     moved: list[Path] = []
     try:
         save(staging / path.name)
-        for f in sorted(staging.iterdir()):
-            if f.name != path.name:
-                moved.append(atomic_write(path.parent / f.name, lambda tmp, f=f: os.replace(f, tmp)))
-        atomic_write(path, lambda tmp: os.replace(staging / path.name, tmp))
+        for f in sorted(staging.iterdir(), key=lambda f: (f.name == path.name, f.name)):
+            moved.append(atomic_write(path.parent / f.name, lambda tmp, f=f: os.replace(f, tmp)))
     except BaseException:
         for f in moved:
             f.unlink(missing_ok=True)
+        shutil.rmtree(path.parent if created else staging, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def onnx_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ONNX file as a function of image tensors (onnxruntime, CPU; float32 in and out).
+
+    ``ExportDependencyError`` without onnxruntime.
+    """
+    require_packages("onnxruntime", purpose="checking an ONNX file")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {ONNX_INPUT: x.float().cpu().numpy()})[0])
 
 
 def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
@@ -190,16 +196,30 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Ten
 
     Raises ``ExportError`` when it exceeds ``atol`` (``ExportDependencyError`` without onnxruntime).
     """
-    require_packages("onnxruntime", purpose="checking an ONNX file")
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _max_abs_diff(path, "onnxruntime", lambda a: session.run(None, {ONNX_INPUT: a})[0], model, inputs, atol)
+    return _max_abs_diff(path, "onnxruntime", onnx_runner(path), model, inputs, atol)
 
 
-def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[np.ndarray], np.ndarray], model: nn.Module,
-                  inputs: list[torch.Tensor], atol: float) -> float:
-    """Max abs difference of ``run`` (an exported model on float32 arrays) to ``model.eval()`` over ``inputs``.
+def check_openvino(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
+    """``check_onnx`` for the OpenVINO IR at ``path`` (CPU plugin, f32)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return _max_abs_diff(path, "OpenVINO", lambda x: torch.from_numpy(compiled(x.float().cpu().numpy())[0]), model,
+                         inputs, atol)
+
+
+def check_torchscript(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor],
+                      atol: float = 1e-4) -> float:
+    """``check_onnx`` for the TorchScript file at ``path``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
+        loaded = torch.jit.load(str(path))
+    return _max_abs_diff(path, "TorchScript", loaded, model, inputs, atol)
+
+
+def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[torch.Tensor], torch.Tensor],
+                  model: nn.Module, inputs: list[torch.Tensor], atol: float) -> float:
+    """Max abs difference of ``run`` (an exported model) to ``model.eval()`` over ``inputs``.
 
     Raises ``ExportError`` on an output shape mismatch or a difference above ``atol``.
     """
@@ -207,13 +227,11 @@ def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[np.ndarr
     model = model.eval()
     for x in inputs:
         with torch.no_grad():
-            ref = model(x).float().cpu().numpy()
-        got = run(x.float().cpu().numpy())
+            ref, got = model(x).float().cpu(), run(x).float().cpu()
         if got.shape != ref.shape:
-            raise ExportError(f"{path}: {runtime} output shape {got.shape} != PyTorch {ref.shape} "
+            raise ExportError(f"{path}: {runtime} output shape {tuple(got.shape)} != PyTorch {tuple(ref.shape)} "
                               f"for input {tuple(x.shape)}")
-        diff = float(np.abs(got - ref).max())
-        worst = max(worst, diff)
+        worst = max(worst, diff := float((got - ref).abs().max()))
         if diff > atol:
             raise ExportError(f"{path}: {runtime} differs from PyTorch by {diff:.3g} > {atol:g} "
                               f"for input {tuple(x.shape)}")
@@ -221,16 +239,13 @@ def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[np.ndarr
 
 
 class _Reader:
-    """ONNX Runtime ``CalibrationDataReader`` protocol over a list of image batches."""
+    """ONNX Runtime's ``CalibrationDataReader`` protocol (``get_next``: a feed, then None) over image batches."""
 
     def __init__(self, batches: list[torch.Tensor]):
         self._batches = iter([{ONNX_INPUT: b.float().cpu().numpy()} for b in batches])
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
+    def get_next(self) -> dict[str, Any] | None:
         return next(self._batches, None)
-
-    def rewind(self) -> None:  # part of the protocol; one pass is all quantize_static makes
-        pass
 
 
 def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: list[torch.Tensor]) -> Path:
@@ -247,62 +262,55 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: l
 
     if not calibration:
         raise ValueError("quantize_onnx needs at least one calibration batch")
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
-    try:
-        pre, out = staging / "pre.onnx", staging / dst.name
+
+    def save(out: Path) -> None:
+        pre = out.with_name(".pre.onnx")
         try:
             quant_pre_process(str(src), str(pre))
             quantize_static(str(pre), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         except Exception as err:
-            raise ExportError(f"ONNX Runtime could not quantize {src}: {_describe(err)}") from err
-        atomic_write(dst, lambda tmp: os.replace(out, tmp))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dst
+            raise ExportError(f"ONNX Runtime could not quantize {src}: {describe(err)}") from err
+        finally:
+            pre.unlink(missing_ok=True)
+    return save_staged(Path(dst), save)
 
 
 def export_openvino(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
     """Write ``model.eval()`` as OpenVINO IR: ``path`` (``.xml``, the graph) and ``path.with_suffix(".bin")``.
 
-    Batch axis dynamic, C x H x W of ``example``; float32 weights (not compressed to fp16). Both files are
-    saved into a temporary folder beside ``path`` and moved in, the ``.bin`` first and the ``.xml`` last;
-    nothing is left on failure. ``ExportError`` when OpenVINO cannot convert the model;
-    ``ExportDependencyError`` without OpenVINO (``pip install 'regnet-zoo[quant]'``).
+    Batch axis dynamic, C x H x W of ``example``; float32 weights (not compressed to fp16); written as
+    ``save_staged`` does (the ``.bin`` first, nothing left on failure). ``ExportError`` when OpenVINO
+    cannot convert the model; ``ExportDependencyError`` without OpenVINO.
     """
-    try:
-        import openvino as ov
-    except ImportError as err:
-        raise ExportDependencyError(f"OpenVINO export needs openvino ({err}); install it with: "
-                                    "pip install 'regnet-zoo[quant]'") from err
     path = Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"an OpenVINO IR path ends in .xml, got {path}")
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ov_model = ov.convert_model(model.eval(), example_input=example,
-                                        input=[ov.PartialShape([-1, *example.shape[1:]])])
-    except Exception as err:
-        raise ExportError(f"OpenVINO cannot convert {model_label(model)}: {_describe(err)}") from err
-    return _save_staged(path, lambda main: ov.save_model(ov_model, str(main), compress_to_fp16=False))
-
-
-def check_openvino(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
-    """Run the IR at ``path`` with OpenVINO (CPU, f32) on each input; the max abs difference to ``model``.
-
-    Raises ``ExportError`` when it exceeds ``atol``.
-    """
+    ov_model = to_openvino(model, example)
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return _max_abs_diff(path, "OpenVINO", lambda a: compiled(a)[0], model, inputs, atol)
+    return save_staged(path, lambda main: ov.save_model(ov_model, str(main), compress_to_fp16=False))
 
 
-def _describe(err: BaseException) -> str:
+def to_openvino(model: nn.Module, example: torch.Tensor) -> Any:
+    """``openvino.convert_model`` of ``model.eval()``: batch axis dynamic, C x H x W of ``example``.
+
+    ``ExportError`` when OpenVINO cannot convert the model; ``ExportDependencyError`` without OpenVINO.
+    """
+    require_packages("openvino", purpose="OpenVINO export", extra="quant")
+    import openvino as ov
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about the stem's input check
+            return ov.convert_model(model.eval(), example_input=example,
+                                    input=[ov.PartialShape([-1, *example.shape[1:]])])
+    except Exception as err:
+        raise ExportError(f"OpenVINO cannot convert {model_label(model)}: {describe(err)}") from err
+
+
+def describe(err: BaseException) -> str:
     """``Type: first line`` of an exception and of its root cause (exporter messages run to pages)."""
     def line(e: BaseException) -> str:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()

@@ -2,7 +2,7 @@
 
 In eval mode BN is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
 so ``bn(conv(x)) == conv'(x)`` with ``W' = W * gamma / sqrt(var + eps)`` and
-``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (``torch.nn.utils.fusion.fuse_conv_bn_eval``).
+``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (``torch.nn.utils.fusion.fuse_conv_bn_weights``).
 timm's ``BatchNormAct2d`` (BN + ReLU in one module) is replaced by its activation.
 """
 
@@ -13,7 +13,7 @@ import copy
 from timm.layers import BatchNormAct2d
 from timm.layers.norm_act import FrozenBatchNormAct2d
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops import FrozenBatchNorm2d
 
 BATCHNORM_TYPES = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d, FrozenBatchNormAct2d)
@@ -28,26 +28,11 @@ def batchnorm_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, BATCHNORM_TYPES)]
 
 
-def _as_batchnorm(bn: nn.Module) -> nn.BatchNorm2d:
-    """A plain eval-mode ``BatchNorm2d`` with ``bn``'s statistics (frozen BN keeps them as buffers)."""
-    if isinstance(bn, nn.BatchNorm2d) and bn.affine and bn.track_running_stats:
-        return bn
-    plain = nn.BatchNorm2d(bn.running_mean.numel(), eps=bn.eps).to(bn.running_mean)
-    plain.running_mean.copy_(bn.running_mean)
-    plain.running_var.copy_(bn.running_var)
-    if getattr(bn, "weight", None) is not None:
-        plain.weight.data.copy_(bn.weight)
-        plain.bias.data.copy_(bn.bias)
-    return plain.eval()
-
-
 def _after_bn(bn: nn.Module) -> nn.Module:
     """What must still run after a folded BN: the activation (and dropout) of a BN+act layer."""
     if isinstance(bn, (BatchNormAct2d, FrozenBatchNormAct2d)):
         parts = [m for m in (bn.drop, bn.act) if not isinstance(m, nn.Identity)]
-        if len(parts) <= 1:
-            return parts[0] if parts else nn.Identity()
-        return nn.Sequential(*parts)
+        return nn.Sequential(*parts) if len(parts) > 1 else parts[0] if parts else nn.Identity()
     return nn.Identity()
 
 
@@ -55,7 +40,10 @@ def _fold(conv: nn.Conv2d, bn: nn.Module) -> tuple[nn.Conv2d, nn.Module]:
     if conv.out_channels != bn.running_mean.numel():
         raise BNFusionError(f"conv with {conv.out_channels} output channels is followed by BN of "
                             f"{bn.running_mean.numel()} channels")
-    return fuse_conv_bn_eval(conv.eval(), _as_batchnorm(bn).eval()), _after_bn(bn)
+    fused = copy.deepcopy(conv).eval()  # frozen BN keeps its weight and bias as buffers; plain BN may have none
+    fused.weight, fused.bias = fuse_conv_bn_weights(fused.weight, fused.bias, bn.running_mean, bn.running_var, bn.eps,
+                                                    getattr(bn, "weight", None), getattr(bn, "bias", None))
+    return fused, _after_bn(bn)
 
 
 def _fuse_children(module: nn.Module) -> None:

@@ -25,13 +25,12 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 
 class FrozenCompiled(nn.Module):
-    """A ``torch.compile``d module whose calls run with inductor weight freezing on.
+    """A ``torch.compile``d module whose calls (and so compilations) run under inductor weight freezing.
 
-    Dynamo decides whether parameters become graph constants from the *global* inductor config at trace
-    time, so ``torch.compile(..., options={"freezing": True})`` alone leaves them graph inputs (no BN
-    folding, no oneDNN weight prepacking, no conv + ReLU fusion; checked in torch 2.14 on the generated
-    code); each call (and so each compilation or recompilation) therefore runs under
-    ``torch._inductor.config.patch(freezing=True)``. ``module`` is the original (uncompiled) model.
+    Dynamo reads ``freezing`` from the *global* inductor config at trace time: ``options={"freezing": True}``
+    alone leaves the weights graph inputs (no BN folding, prepacking or conv + ReLU fusion; torch 2.14's
+    generated code), hence ``torch._inductor.config.patch(freezing=True)`` around each call. ``module`` is
+    the original (uncompiled) model.
     """
 
     def __init__(self, module: nn.Module, compiled: nn.Module):
@@ -71,16 +70,14 @@ def optimize_for_inference(model: nn.Module, dtype: Precision | torch.dtype = "f
     """Eval-mode copy of ``model`` for fast CPU inference; the original model is not modified.
 
     * ``"fp32"``: BN folded (``fuse``), NHWC weights (``channels_last``; feed channels_last inputs),
-      optionally compiled. Returns the model itself (or ``FrozenCompiled``).
-    * ``"bf16"``: the same with bf16 weights, wrapped in ``BF16Inference``: takes float32 NCHW images
-      (any float dtype / layout) and returns float32 logits, computing in bf16 channels_last.
-      ``BF16UnsupportedError`` when the CPU cannot run oneDNN bf16 (a warning when it only emulates it).
-    * ``"int8"``: post-training static quantization (``quantize_model``, OpenVINO + NNCF) calibrated on
-      ``num_images`` images of ``calibration`` (required: a tensor, loader, DataModule, image folder or
-      ``"digits"``). Returns a ``QuantizedModel`` (float32 NCHW in, float32 logits out); OpenVINO
-      compiles it itself, so ``compile``, ``fuse`` and ``channels_last`` do not apply.
+      optionally compiled (``FrozenCompiled``; ``compile_kwargs`` go to ``compile_model``).
+    * ``"bf16"``: the same with bf16 weights, in ``BF16Inference`` (any float images in, float32 logits
+      out). ``BF16UnsupportedError`` when the CPU cannot run oneDNN bf16 (a warning when it emulates it).
+    * ``"int8"``: ``quantize_model`` (OpenVINO + NNCF) calibrated on ``num_images`` images of
+      ``calibration`` (required); a ``QuantizedModel``, compiled by OpenVINO (``compile``, ``fuse`` and
+      ``channels_last`` do not apply).
 
-    ``compile_kwargs`` go to ``compile_model``. An unknown ``dtype`` raises ``UnsupportedDtypeError``.
+    Another ``dtype`` raises ``UnsupportedDtypeError``.
     """
     precision = precision_name(dtype)
     if precision == "int8":

@@ -43,12 +43,10 @@ def precision_name(dtype: str | torch.dtype) -> str:
 
 
 def cpu_capabilities() -> dict[str, bool]:
-    """What this CPU and PyTorch build offer for low precision.
+    """What this CPU and PyTorch build offer for low precision (the one caller of torch's underscore checks).
 
-    ``mkldnn_bf16``: oneDNN runs bf16 convolutions (natively or emulated on AVX-512);
-    ``native_bf16``: the CPU has bf16 instructions (``avx512_bf16`` or AMX tiles); ``amx``: AMX tiles
-    (bf16 and int8 matrix units); ``vnni``: int8 dot products (AVX512-VNNI or AVX-VNNI).
-    PyTorch exposes these checks only as underscore functions; this is the one place that calls them.
+    ``mkldnn_bf16``: oneDNN runs bf16 convolutions (natively or emulated on AVX-512); ``native_bf16``: bf16
+    instructions (``avx512_bf16`` or AMX); ``amx``: AMX tiles; ``vnni``: int8 dot products (AVX512/AVX-VNNI).
     """
     mkldnn = torch.backends.mkldnn.is_available()
     amx = bool(torch.cpu._is_amx_tile_supported())
@@ -74,14 +72,12 @@ def require_bf16() -> None:
 
 
 class BF16Inference(nn.Module):
-    """Runs ``model`` (weights already bf16) in bf16, converting at the boundary.
+    """Runs ``model`` (bf16 weights, possibly compiled) on images of any float dtype and memory format.
 
-    Takes images (N, C, H, W) of any float dtype and memory format and returns float32 outputs:
-    the input is cast to bf16 in ``memory_format`` (one copy; measured 4-8 % of RegNetX-200MF's time at
-    224 px, about 2 % of RegNetX-1.6GF's: the 3-channel NCHW -> NHWC transposition costs more than the
-    cast itself) and the output cast back. Callers holding bf16 channels_last batches can call
-    ``.model`` directly. ``model`` is the inner bf16 module (possibly compiled); ``pretrained_cfg``,
-    ``num_classes`` and ``in_chans`` are those of the model it was made from.
+    The input is cast to bf16 in ``memory_format`` (one copy: 4-8 % of RegNetX-200MF's time at 224 px, 2 %
+    of RegNetX-1.6GF's, mostly the NCHW -> NHWC transposition), the output back to float32; bf16
+    channels_last batches can go to ``.model`` directly. ``pretrained_cfg``, ``num_classes`` and
+    ``in_chans`` are those of ``source``, the model it was made from.
     """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format = torch.channels_last,

@@ -1,51 +1,45 @@
 """INT8 post-training static quantization (OpenVINO + NNCF) and the quantized artefact.
 
-Why OpenVINO: measured side by side (``docs/deploy.md``, "Low precision") against torchao's PT2E
-``X86InductorQuantizer`` + ``torch.compile`` and ONNX Runtime ``quantize_static`` (QDQ, per-channel),
-OpenVINO's int8 RegNets were the fastest at every size and batch measured (1.2-1.5x PT2E, 1.7-3.4x ONNX
-Runtime at batch 8), at the same accuracy, with no C++ compiler or compile step, and a portable file (IR).
+OpenVINO because, measured against torchao's PT2E ``X86InductorQuantizer`` + ``torch.compile`` and ONNX
+Runtime ``quantize_static`` (``docs/deploy.md``, "Low precision"), its int8 RegNets were the fastest at every
+size and batch (1.2-1.5x PT2E, 1.7-3.4x ONNX Runtime at batch 8) at the same accuracy, with no C++ compiler
+and a portable file. Flow: BN folded -> ``openvino.convert_model`` -> ``nncf.quantize`` (per-channel symmetric
+int8 weights, per-tensor 8-bit activations, min/max ranges, fast bias correction) -> compiled for the CPU.
 
-Flow: BN folded (``fuse_bn``) -> ``openvino.convert_model`` (batch axis dynamic, H x W of the calibration
-images) -> ``nncf.quantize`` (per-channel symmetric int8 weights, per-tensor 8-bit activations with
-min/max ranges, fast bias correction) on a few hundred calibration images -> compiled for the CPU. ``QuantizedModel``
-is an ``nn.Module`` taking float32 NCHW images and returning float32 logits.
-
-The artefact (``save_quantized`` / ``load_quantized``) is a folder: ``model.xml`` + ``model.bin``
-(OpenVINO IR) and ``quantization.json`` (architecture, preprocessing, calibration, versions, accuracy,
-sha256 of both model files). The metadata is written last and names the model files' hashes, so a
-folder whose write was interrupted never loads as a valid artefact.
+The artefact (``save_quantized`` / ``load_quantized``) is a folder: ``model.xml`` + ``model.bin`` (IR) and
+``quantization.json`` (architecture, preprocessing, calibration, versions, accuracy, the model files' sha256),
+written last, so a folder whose write was interrupted never loads.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from regnet_zoo.fileio import atomic_write
 from regnet_zoo.inference.calibration import calibration_batches
+from regnet_zoo.inference.export import (
+    ExportError,
+    describe,
+    model_label,
+    preprocessing,
+    require_packages,
+    save_staged,
+    to_openvino,
+)
 from regnet_zoo.inference.fuse import fuse_bn
 from regnet_zoo.weights.files import file_sha256
 
-QUANT_EXTRA_HINT = "pip install 'regnet-zoo[quant]'"
 ARTIFACT_FORMAT = "regnet-zoo-quantized"
 ARTIFACT_VERSION = 1
 METADATA_FILE, MODEL_XML, MODEL_BIN = "quantization.json", "model.xml", "model.bin"
 BACKEND = "openvino-nncf"
-# pretrained_cfg keys kept in the artefact: the preprocessing a deployment must repeat, and the labels
-PREPROCESSING_KEYS = ("architecture", "num_classes", "input_size", "mean", "std", "interpolation", "crop_pct",
-                      "crop_mode", "label_names", "tag", "license")
 Preset = Literal["performance", "mixed"]
 ActivationRange = Literal["minmax", "mean_minmax"]
 
@@ -63,46 +57,38 @@ class QuantizedArtifactError(ValueError):
 
 
 def require_quant(*names: str) -> None:
-    missing = []
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            missing.append(f"{name} ({err})")
-    if missing:
-        raise QuantizationDependencyError(f"int8 quantization needs {', '.join(names)}; missing: {'; '.join(missing)}. "
-                                          f"Install them with: {QUANT_EXTRA_HINT}")
+    """Import ``names``; ``QuantizationDependencyError`` naming the missing ones and the install command."""
+    require_packages(*names, purpose="int8 quantization", error=QuantizationDependencyError, extra="quant")
 
 
 def backend_versions() -> dict[str, str]:
-    """Versions of the packages a quantized model depends on."""
-    out = {"regnet_zoo": "", "torch": torch.__version__, "openvino": "", "nncf": ""}
-    for dist, key in (("regnet-zoo", "regnet_zoo"), ("openvino", "openvino"), ("nncf", "nncf")):
+    """Versions of the packages a quantized model depends on ("unknown" where not installed)."""
+    out = {"torch": torch.__version__}
+    for dist in ("regnet-zoo", "openvino", "nncf"):
         try:
-            out[key] = importlib.metadata.version(dist)
+            out[dist.replace("-", "_")] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
-            out[key] = "unknown"
+            out[dist.replace("-", "_")] = "unknown"
     return out
 
 
-def preprocessing(model: nn.Module) -> dict[str, Any]:
-    """JSON-ready preprocessing facts of ``model`` (its ``pretrained_cfg`` keys in ``PREPROCESSING_KEYS``)."""
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    if getattr(model, "num_classes", None) is not None:
-        cfg["num_classes"] = model.num_classes
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()
-            if k in PREPROCESSING_KEYS and v is not None}
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """``FileExistsError`` when ``out_dir`` holds an artefact and not ``overwrite``; ``NotADirectoryError``
+    when it is a file."""
+    if (out_dir / METADATA_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a quantized model; pass overwrite=True (--overwrite) "
+                              "or choose another folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
 
 
 class QuantizedModel(nn.Module):
     """An int8 OpenVINO model as a module: (N, C, H, W) float images -> (N, num_classes) float32 logits.
 
-    Any batch size; H x W as calibrated (``metadata["input"]["shape"]``). Runs on the CPU with
-    ``threads`` inference threads (None: OpenVINO's default, all cores). The layers left in floating
-    point (the quantizers' scales, SE gate, pooling) run in ``inference_precision``: None is OpenVINO's
-    default, bf16 on CPUs with bf16 instructions, else f32; ``"f32"`` forces f32. Not thread-safe (one
-    infer request); use one instance per thread. ``pretrained_cfg`` holds the preprocessing,
-    ``metadata`` everything ``save_quantized`` writes.
+    Any batch size, H x W as calibrated (``metadata["input"]["shape"]``); on the CPU with ``threads`` threads
+    (None: all cores). Layers left in floating point run in ``inference_precision`` (None: OpenVINO's
+    default, bf16 where the CPU has it; ``"f32"`` forces f32). One infer request: one instance per thread.
+    ``pretrained_cfg`` holds the preprocessing, ``metadata`` everything ``save_quantized`` writes.
     """
 
     def __init__(self, ov_model: Any, metadata: Mapping[str, Any], threads: int | None = None,
@@ -128,9 +114,8 @@ class QuantizedModel(nn.Module):
             raise ValueError(f"this quantized model takes (N, {', '.join(map(str, self.input_shape[1:]))}) float "
                              f"images, got {tuple(x.shape)}; quantize again with calibration images of that size "
                              "to serve another resolution")
-        array = x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
-        out = self._request.infer({0: array})[0]
-        return torch.from_numpy(np.array(out, copy=True))
+        out = self._request.infer({0: x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()})[0]
+        return torch.from_numpy(out.copy())  # the request's output buffer is reused by the next call
 
     def extra_repr(self) -> str:
         return (f"backend={self.metadata.get('backend')}, architecture={self.pretrained_cfg.get('architecture')}, "
@@ -149,11 +134,9 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
             ``"digits"``), preprocessed as the model expects; not the images you measure accuracy on.
         num_images: calibration images (NNCF's ``subset_size``); 300 is NNCF's default.
         preset: ``"performance"`` (symmetric activations) or ``"mixed"`` (asymmetric activations).
-        activation_range: how each activation quantizer's range is set from the calibration images:
-            ``"minmax"``, their extreme values (nothing clipped); ``"mean_minmax"``, NNCF's default, the
-            mean over images of each image's extremes, which clips every image above the mean: on the
-            digits model it shrank the logits by up to half and cost 0.8 points of top-1, where
-            ``"minmax"`` kept top-1 equal to fp32 (docs/deploy.md).
+        activation_range: ``"minmax"``, the calibration images' extremes (nothing clipped), or NNCF's default
+            ``"mean_minmax"``, the mean of each image's extremes, which on the digits model shrank the logits
+            by up to half and cost 0.8 points of top-1 where ``"minmax"`` matched fp32 (docs/deploy.md).
         fast_bias_correction: NNCF's bias correction of the quantized convolutions.
         threads, inference_precision: of the returned model (``QuantizedModel``).
         calibration_name: how the metadata names the source (default: the path, or its type).
@@ -169,22 +152,16 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
         raise TypeError(f"quantize_model needs an nn.Module, got {type(model).__name__}")
     require_quant("openvino", "nncf")
     import nncf
-    import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     batches = calibration_batches(calibration, model, num_images=num_images, batch_size=batch_size)
     images = torch.cat(batches)
-    label = _model_label(model)
-    fused = fuse_bn(model, strict=False).cpu().float()
-    shape = [-1, *images.shape[1:]]
+    label = model_label(model)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about the stem's input check
-            ov_model = ov.convert_model(fused, example_input=images[:1], input=[ov.PartialShape(shape)])
-    except Exception as err:
-        raise QuantizationError(f"OpenVINO cannot convert {label}: {type(err).__name__}: "
-                                f"{_first_line(err)}. Use dtype='bf16' or 'fp32' for this model") from err
+        ov_model = to_openvino(fuse_bn(model, strict=False).cpu().float(), images[:1])
+    except ExportError as err:
+        raise QuantizationError(f"{err}. Use dtype='bf16' or 'fp32' for this model") from err
     if len(ov_model.outputs) != 1:
         raise QuantizationError(f"{label} returns {len(ov_model.outputs)} outputs; int8 quantization here takes a "
                                 "classifier with one output (not a features_only model)")
@@ -195,12 +172,16 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
         quantized = nncf.quantize(ov_model, dataset, subset_size=len(images), fast_bias_correction=fast_bias_correction,
                                   preset=nncf.QuantizationPreset(preset), advanced_parameters=advanced)
     except Exception as err:
-        raise QuantizationError(f"NNCF could not quantize {label}: {type(err).__name__}: {_first_line(err)}") from err
+        raise QuantizationError(f"NNCF could not quantize {label}: {describe(err)}") from err
+    if calibration_name is None:
+        calibration_name = os.fspath(calibration) if isinstance(calibration, (str, os.PathLike)) else \
+            type(calibration).__name__
     metadata = {
         "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION, "backend": BACKEND, "dtype": "int8",
         "architecture": label, "pretrained_cfg": preprocessing(model),
-        "input": {"name": ov_model.inputs[0].get_any_name(), "shape": shape, "layout": "NCHW", "dtype": "float32"},
-        "calibration": {"source": calibration_name or _source_name(calibration), "num_images": len(images),
+        "input": {"name": ov_model.inputs[0].get_any_name(), "shape": [-1, *images.shape[1:]], "layout": "NCHW",
+                  "dtype": "float32"},
+        "calibration": {"source": calibration_name, "num_images": len(images),
                         "preset": preset, "activation_range": activation_range,
                         "fast_bias_correction": fast_bias_correction,
                         "weights": "int8 symmetric per output channel",
@@ -215,38 +196,21 @@ def save_quantized(qmodel: QuantizedModel, out_dir: str | os.PathLike, metadata:
     """Write ``qmodel`` to the folder ``out_dir``: OpenVINO IR + ``quantization.json``; returns the folder.
 
     ``metadata`` adds to (and overrides) ``qmodel.metadata``, e.g. ``{"accuracy": {"top1": 0.97, ...}}``.
-    The files are written into a temporary folder beside ``out_dir`` and moved in with atomic renames,
-    weights first and the metadata (with the files' sha256) last; on failure nothing new is left.
-    An existing artefact is replaced only with ``overwrite`` (``FileExistsError`` otherwise).
+    Written by ``save_staged``: the model files first, the metadata (with their sha256) last; on failure
+    nothing new is left. An existing artefact is replaced only with ``overwrite`` (``FileExistsError``).
     """
     out_dir = Path(out_dir)
-    if (out_dir / METADATA_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a quantized model; pass overwrite=True (--overwrite) "
-                              "or choose another folder")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    check_out_dir(out_dir, overwrite)
     import openvino as ov
 
     meta = {**qmodel.metadata, **(metadata or {})}
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    moved: list[Path] = []
-    try:
-        ov.save_model(qmodel.ov_model, str(staging / MODEL_XML), compress_to_fp16=False)
-        meta["files"] = {name: file_sha256(staging / name) for name in (MODEL_XML, MODEL_BIN)}
-        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-        for name in (MODEL_BIN, MODEL_XML):
-            moved.append(atomic_write(out_dir / name, lambda tmp, name=name: os.replace(staging / name, tmp)))
-        atomic_write(out_dir / METADATA_FILE, text)
-    except BaseException:
-        for f in moved:
-            f.unlink(missing_ok=True)
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def save(main: Path) -> None:
+        ov.save_model(qmodel.ov_model, str(main.with_name(MODEL_XML)), compress_to_fp16=False)
+        meta["files"] = {name: file_sha256(main.with_name(name)) for name in (MODEL_XML, MODEL_BIN)}
+        main.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    save_staged(out_dir / METADATA_FILE, save)
     qmodel.metadata = meta
     return out_dir
 
@@ -287,18 +251,6 @@ def load_quantized(out_dir: str | os.PathLike, *, threads: int | None = None, ve
     try:
         ov_model = ov.Core().read_model(str(out_dir / MODEL_XML))
     except Exception as err:
-        raise QuantizedArtifactError(f"OpenVINO cannot read {out_dir / MODEL_XML}: {_first_line(err)}") from err
+        raise QuantizedArtifactError(f"OpenVINO cannot read {out_dir / MODEL_XML}: {describe(err)}") from err
     return QuantizedModel(ov_model, meta, threads=threads, inference_precision=inference_precision)
 
-
-def _model_label(model: nn.Module) -> str:
-    return str(getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__)
-
-
-def _source_name(source: Any) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""

@@ -1,18 +1,16 @@
 """Inference speed of one zoo model: its eager and optimised paths vs timm's same architecture.
 
-``compare(name, batch=8)`` times a list of named ``Variant``s (each built by a function from the
-zoo model: our eager model, timm's with the same state dict, BN folded, compiled) in NCHW and
-channels_last, interleaved in one process (``time_interleaved``: every repeat runs each case once in a
-rotating order, so slow phases of a shared machine hit all of them alike; the median is reported),
-and returns images/s with ratios to timm's eager model measured in the same run. This is what
-``regnet-zoo benchmark`` prints; the full protocol (EfficientNet pairs, torchvision, training steps,
-memory, peak FLOP/s, plots) is ``benchmarks/deploy_speed.py`` in the repository.
+``compare(name)`` times named ``Variant``s of the model in NCHW and channels_last, interleaved in one process
+(``time_interleaved``: every round runs each case once in a rotating order, so slow phases of a shared machine
+hit all alike), and returns images/s with ratios to timm's eager model from the same run: what ``regnet-zoo
+benchmark`` prints. The full protocol is the repository's ``benchmarks/deploy_speed.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +31,8 @@ LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 
 @dataclass
 class Timing:
-    """Seconds per call of one workload (one call processes ``batch`` images)."""
+    """Seconds per call of one workload (one call processes ``batch`` images); images/s of the median call and
+    of the fastest (the least disturbed by other load), and ``spread`` = (max - min) / median (the noise)."""
 
     name: str
     batch: int
@@ -49,29 +48,19 @@ class Timing:
 
     @property
     def images_per_s(self) -> float:
-        """Throughput of the median call."""
         return self.batch / self.median_s
 
     @property
     def best_images_per_s(self) -> float:
-        """Throughput of the fastest call: the least disturbed by other load on a shared machine."""
         return self.batch / self.min_s
 
     @property
     def spread(self) -> float:
-        """(max - min) / median of the per-repeat times: the run-to-run noise."""
         return (max(self.seconds) - min(self.seconds)) / self.median_s
 
 
-def time_interleaved(
-    cases: Mapping[str, Callable[[], object]],
-    batch: int | Mapping[str, int],
-    *,
-    warmup: int = 1,
-    repeats: int = 5,
-    iters: int = 1,
-    sync: Callable[[], None] | None = None,
-) -> dict[str, Timing]:
+def time_interleaved(cases: Mapping[str, Callable[[], object]], batch: int | Mapping[str, int], *, warmup: int = 1,
+                     repeats: int = 5, iters: int = 1, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
     """Time ``cases`` (name -> zero-argument callable running one batch) interleaved.
 
     Args:
@@ -123,11 +112,8 @@ def benchmark_settings(threads: int | None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to run a zoo model: ``build(model, entry, layout)`` returns the module to time.
-
-    ``model`` is the zoo model (eval mode, on the target device; builders copy it, never change it),
-    ``layout`` "nchw" or "nhwc" (the inputs' memory format, which the weights should follow).
-    """
+    """One way to run a zoo model: ``build(model, entry, layout)`` returns the module to time, from the zoo
+    model (eval mode, on the device; copied, never changed) for inputs in ``layout`` ("nchw" or "nhwc")."""
 
     name: str
     build: Callable[[nn.Module, ModelEntry, str], nn.Module]
@@ -150,14 +136,12 @@ def timm_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     return _in_layout(ref.to(device).eval(), layout)
 
 
-def zoo_fused(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-    """``optimize_for_inference``: BN folded into the convolutions, weights in the input's layout."""
-    return optimize_for_inference(model, channels_last=layout == "nhwc")
-
-
-def zoo_compiled(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-    """``zoo_fused`` + ``torch.compile`` (inductor, weight freezing); compiles on its first (warm-up) call."""
-    return optimize_for_inference(model, channels_last=layout == "nhwc", compile=True)
+def zoo_optimized(dtype: str = "fp32", compile: bool = False) -> Callable[[nn.Module, ModelEntry, str], nn.Module]:
+    """A builder of ``optimize_for_inference(model, dtype, compile=compile)``: BN folded, weights in the input's
+    layout (bf16: bf16 weights and activations); ``compile``: + ``torch.compile`` (inductor, weight freezing),
+    which compiles on its first (warm-up) call."""
+    return lambda model, entry, layout: optimize_for_inference(model, dtype, channels_last=layout == "nhwc",
+                                                               compile=compile)
 
 
 class _Autocast(nn.Module):
@@ -177,29 +161,16 @@ def timm_bf16(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     return _Autocast(timm_eager(model, entry, layout))
 
 
-def zoo_bf16(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-    """``optimize_for_inference(dtype="bf16")``: BN folded, bf16 weights and activations."""
-    return optimize_for_inference(model, "bf16", channels_last=layout == "nhwc")
-
-
-def zoo_bf16_compiled(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-    """``zoo_bf16`` + ``torch.compile`` (inductor, weight freezing)."""
-    return optimize_for_inference(model, "bf16", channels_last=layout == "nhwc", compile=True)
-
-
 def zoo_int8_builder(resolution: int, num_images: int = 32, seed: int = 0) -> Callable[..., nn.Module]:
     """A builder of the int8 model (``quantize_model``: OpenVINO + NNCF, torch's thread count) calibrated on
     ``num_images`` random N(0, 1) images of ``resolution`` px: fine for timing, not for accuracy (calibrate
     on real images). The model takes either layout, so it is quantized once and shared by both."""
-    built: dict[int, nn.Module] = {}
-
-    def zoo_int8(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-        if id(model) not in built:
-            images = torch.randn(num_images, model.in_chans, resolution, resolution,
-                                 generator=torch.Generator().manual_seed(seed))
-            built[id(model)] = quantize_model(model, images, num_images=num_images, threads=torch.get_num_threads())
-        return built[id(model)]
-    return zoo_int8
+    @functools.lru_cache(maxsize=1)
+    def quantized(model: nn.Module) -> nn.Module:
+        images = torch.randn(num_images, model.in_chans, resolution, resolution,
+                             generator=torch.Generator().manual_seed(seed))
+        return quantize_model(model, images, num_images=num_images, threads=torch.get_num_threads())
+    return lambda model, entry, layout: quantized(model)
 
 
 BASELINE = "timm eager"  # ratios are to this variant in the first layout asked for
@@ -208,12 +179,11 @@ BASELINE = "timm eager"  # ratios are to this variant in the first layout asked 
 def default_variants(compile: bool = False, dtype: str = "fp32", resolution: int = 224) -> list[Variant]:
     """Our eager model, timm's, our BN-folded model (+ the compiled one with ``compile``), + per ``dtype``:
     "bf16", timm under bf16 autocast and our bf16 model (+ compiled); "int8", our OpenVINO int8 model."""
-    out = [Variant("zoo eager", zoo_eager), Variant(BASELINE, timm_eager), Variant("zoo fused", zoo_fused)]
-    if compile:
-        out.append(Variant("zoo compiled", zoo_compiled))
+    out = [Variant("zoo eager", zoo_eager), Variant(BASELINE, timm_eager), Variant("zoo fused", zoo_optimized())]
+    out += [Variant("zoo compiled", zoo_optimized(compile=True))] if compile else []
     if dtype == "bf16":
-        out += [Variant("timm bf16 autocast", timm_bf16), Variant("zoo bf16", zoo_bf16)]
-        out += [Variant("zoo bf16 compiled", zoo_bf16_compiled)] if compile else []
+        out += [Variant("timm bf16 autocast", timm_bf16), Variant("zoo bf16", zoo_optimized("bf16"))]
+        out += [Variant("zoo bf16 compiled", zoo_optimized("bf16", compile=True))] if compile else []
     elif dtype == "int8":
         out.append(Variant("zoo int8", zoo_int8_builder(resolution)))
     elif dtype != "fp32":
@@ -231,8 +201,7 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
     call), ``spread``, ``times_s`` and ``ratio`` / ``ratio_best`` = images/s over the baseline's.
     ``warmup`` (>= 1) untimed calls per case come first: kernel selection, compilation.
     """
-    bad = [lay for lay in layouts if lay not in LAYOUTS]
-    if bad or not layouts:
+    if not layouts or any(lay not in LAYOUTS for lay in layouts):
         raise ValueError(f"layouts must be a non-empty subset of {sorted(LAYOUTS)}, got {list(layouts)}")
     if batch < 1 or resolution < 1 or warmup < 1:
         raise ValueError(f"need batch, resolution and warmup >= 1; got {batch}, {resolution}, {warmup}")
@@ -248,7 +217,7 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
             x = torch.randn(batch, model.in_chans, resolution, resolution, device=device)
             x = x.contiguous(memory_format=LAYOUTS[layout])
             for v in variants:
-                if v.build is timm_eager and not entry.timm_name:  # timm has no twin (e.g. RegNetZ-4GF)
+                if v.build in (timm_eager, timm_bf16) and not entry.timm_name:  # no timm twin (e.g. RegNetZ-4GF)
                     continue
                 cases[f"{v.name}@{layout}"] = _inference_call(v.build(model, entry, layout), x)
         timings = time_interleaved(cases, batch, warmup=warmup, repeats=repeats, sync=sync)
@@ -256,15 +225,12 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
     baseline = f"{BASELINE}@{layouts[0]}"
     ref = timings.get(baseline) or next(iter(timings.values()))
     rows = [dict(case=n, variant=n.split("@")[0], layout=n.split("@")[1], dtype=_dtype_of(n),
-                 images_per_s=t.images_per_s,
-                 best_images_per_s=t.best_images_per_s, spread=t.spread, times_s=t.seconds,
-                 ratio=t.images_per_s / ref.images_per_s, ratio_best=t.best_images_per_s / ref.best_images_per_s)
-            for n, t in timings.items()]
-    dtypes = sorted({_dtype_of(v.name) for v in variants})
+                 images_per_s=t.images_per_s, best_images_per_s=t.best_images_per_s, spread=t.spread,
+                 times_s=t.seconds, ratio=t.images_per_s / ref.images_per_s,
+                 ratio_best=t.best_images_per_s / ref.best_images_per_s) for n, t in timings.items()]
     return dict(model=entry.name, batch=batch, resolution=resolution, device=str(device), threads=used_threads,
-                dtype="+".join(dtypes), warmup=warmup, repeats=repeats, torch=torch.__version__,
-                timm=timm.__version__,
-                baseline=ref.name, rows=rows)
+                dtype="+".join(sorted({_dtype_of(v.name) for v in variants})), warmup=warmup, repeats=repeats,
+                torch=torch.__version__, timm=timm.__version__, baseline=ref.name, rows=rows)
 
 
 def _dtype_of(variant: str) -> str:
