@@ -21,6 +21,13 @@ from pathlib import Path
 
 from regnet_zoo.cli import fail
 from regnet_zoo.counting import format_count
+from regnet_zoo.design_space.sweep import (
+    LargeDigitsWarning,
+    TrainSettings,
+    digits_size_warning,
+    run_sweep,
+    run_sweep_ray,
+)
 
 HELP = {
     "spaces": "the design spaces and their sizes",
@@ -65,28 +72,16 @@ def register(subparsers) -> None:
                             "trials are skipped).")
     p.add_argument("trials", nargs="+", help="trial file(s) from `sweep sample`")
     p.add_argument("--out", required=True, help="run folder (results.jsonl is appended there)")
-    p.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder with train/ and val/")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.2, help="base LR per 128 images (scaled with the batch)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--zero-init-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="zero-init each residual branch's last BN (default on: deep nets train in few epochs)")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader workers per trial (image folders)")
-    p.add_argument("--weight-decay", type=float, default=5e-5)
-    p.add_argument("--image-size", type=int, default=None,
-                   help="default: each trial's sampling resolution (sample at 32 px for the digits)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--augment", action="store_true", help="random affine jitter of the digits")
-    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
-    p.add_argument("--limit-train-batches", type=float, default=None, help="(smoke tests) batches per epoch")
-    p.add_argument("--limit-val-batches", type=float, default=None)
+    for f in fields(TrainSettings):
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else \
+            {"type": f.metadata.get("type", type(f.default))}
+        p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, default=f.default,
+                       help=f.metadata["help"], **kind)
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=int, default=1, help="local: trials in parallel (0: in this process)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per trial (= Ray CPUs per trial)")
     p.add_argument("--ray-address", default=None, help="ray: join this cluster ('auto', 'ray://host:10001')")
     p.add_argument("--ray-num-cpus", type=int, default=None, help="ray: CPUs of a local Ray instance")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
     p.set_defaults(handler=run_train)
 
     p = _add(sub, "analyze")
@@ -152,17 +147,12 @@ def run_sample(a: argparse.Namespace) -> int:
 
 def run_train(a: argparse.Namespace) -> int:
     from regnet_zoo.design_space.records import SweepFileError, read_trials
-    from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
 
     try:
         trials = [t for path in a.trials for t in read_trials(path)]
         if len({t["id"] for t in trials}) != len(trials):
             raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
-        options = {f.name: getattr(a, f.name) for f in fields(TrainSettings) if f.name != "base_lr"}
-        for key in ("limit_train_batches", "limit_val_batches"):
-            if options[key] is not None and options[key] >= 1:
-                options[key] = int(options[key])  # a count of batches (below 1: a fraction of them)
-        settings = TrainSettings(base_lr=a.lr, **options)
+        settings = TrainSettings(**{f.name: getattr(a, f.name) for f in fields(TrainSettings)})
     except (SweepFileError, ValueError) as e:
         return fail("sweep train", e, 2)
 
@@ -177,10 +167,8 @@ def run_train(a: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LargeDigitsWarning)  # printed above
             if a.engine == "ray":
-                from regnet_zoo.design_space.ray_runner import run_sweep_ray
-
                 summary = run_sweep_ray(trials, a.out, settings, address=a.ray_address, num_cpus=a.ray_num_cpus,
-                                        cpus_per_trial=a.threads, gpus_per_trial=a.gpus_per_trial)
+                                        gpus_per_trial=a.gpus_per_trial, on_result=progress)
             else:
                 summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
     except SweepFileError as e:
