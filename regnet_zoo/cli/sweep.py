@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -29,18 +30,12 @@ from regnet_zoo.design_space.sweep import (
     run_sweep_ray,
 )
 
-HELP = {
-    "spaces": "the design spaces and their sizes",
-    "sample": "sample models of a design space into a trial file",
-    "train": "train every trial briefly (resumable; local processes or Ray)",
-    "analyze": "EDFs, bootstrap ranges, fits, significance of sweeps",
-    "fit": "quantized-linear fit (w0, wa, wm, e_fit) of per-block widths",
-    "scaling": "acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet",
-}
 
-
-def _add(sub, name: str, description: str | None = None) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=HELP[name], description=description or HELP[name][0].upper() + HELP[name][1:])
+def _add(sub, name: str, handler: Callable[[argparse.Namespace], int], help: str,
+         description: str | None = None) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:])
+    p.set_defaults(handler=handler)
+    return p
 
 
 def register(subparsers) -> None:
@@ -49,11 +44,10 @@ def register(subparsers) -> None:
                                   description="Design-space sweeps, the paper's method.",
                                   epilog="examples:\n" + __doc__.split("\n\n")[1])
     sub = sweep.add_subparsers(title="subcommands", dest="sweep_command", metavar="SUBCOMMAND", required=True)
-    p = _add(sub, "spaces")
+    p = _add(sub, "spaces", run_spaces, "the design spaces and their sizes")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_spaces)
 
-    p = _add(sub, "sample", "Sample models of a design space into a trial file (JSONL).")
+    p = _add(sub, "sample", run_sample, "sample models of a design space into a trial file (JSONL)")
     p.add_argument("--space", required=True, help="design space, e.g. anynetx_a, regnetx (see `sweep spaces`)")
     p.add_argument("--n", type=int, required=True, help="number of distinct models")
     p.add_argument("--seed", type=int, default=0)
@@ -66,10 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-candidates", type=int, default=20_000_000)
     p.add_argument("-o", "--output", required=True, help="trial file to write (JSONL)")
     p.add_argument("--force", action="store_true", help="overwrite an existing trial file")
-    p.set_defaults(handler=run_sample)
 
-    p = _add(sub, "train", "Train every trial briefly; results go to OUT/results.jsonl (resumable: finished "
-                            "trials are skipped).")
+    p = _add(sub, "train", run_train, "train every trial briefly (resumable; local processes or Ray)",
+             "Train every trial briefly; results go to OUT/results.jsonl (resumable: finished trials are skipped).")
     p.add_argument("trials", nargs="+", help="trial file(s) from `sweep sample`")
     p.add_argument("--out", required=True, help="run folder (results.jsonl is appended there)")
     for f in fields(TrainSettings):
@@ -82,9 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--ray-address", default=None, help="ray: join this cluster ('auto', 'ray://host:10001')")
     p.add_argument("--ray-num-cpus", type=int, default=None, help="ray: CPUs of a local Ray instance")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
-    p.set_defaults(handler=run_train)
 
-    p = _add(sub, "analyze")
+    p = _add(sub, "analyze", run_analyze, "EDFs, bootstrap ranges, fits, significance of sweeps")
     p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
     p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
     p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
@@ -93,18 +85,15 @@ def register(subparsers) -> None:
     p.add_argument("--n-boot", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(handler=run_analyze)
 
-    p = _add(sub, "fit")
+    p = _add(sub, "fit", run_fit, "quantized-linear fit (w0, wa, wm, e_fit) of per-block widths")
     p.add_argument("widths", help="a model name (its per-block widths) or comma-separated per-block widths")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_fit)
 
-    p = _add(sub, "scaling")
+    p = _add(sub, "scaling", run_scaling, "acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet")
     p.add_argument("--plots", default=None, help="folder for scaling.<format> and scaling.json")
     p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
     p.add_argument("--no-efficientnet", action="store_true", help="skip tracing timm's EfficientNets")
-    p.set_defaults(handler=run_scaling)
 
 
 def run_spaces(a: argparse.Namespace) -> int:

@@ -99,18 +99,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")  # case-insensitive: LitLogger too
 
 
-def _data_module(settings: TrainSettings, image_size: int, in_chans: int):
-    if settings.data == "digits":
-        from regnet_zoo.lightning import DigitsDataModule
-
-        return DigitsDataModule(image_size=image_size, batch_size=settings.batch_size, seed=settings.seed,
-                                in_chans=in_chans, augment=settings.augment, num_workers=settings.num_workers)
-    from regnet_zoo.lightning import ImageFolderDataModule
-
-    return ImageFolderDataModule(root=settings.data, image_size=image_size, batch_size=settings.batch_size,
-                                 num_workers=settings.num_workers, pin_memory=False, seed=settings.seed)
-
-
 def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -> dict[str, Any]:
     """Train one trial's model; returns the trial's fields plus the result fields (status "ok").
 
@@ -121,19 +109,21 @@ def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -
     import lightning as L
     import torch
 
-    from regnet_zoo.lightning import RegNetClassifier
+    from regnet_zoo.lightning import DigitsDataModule, ImageFolderDataModule, RegNetClassifier
 
     settings = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
     _quiet_lightning()
     torch.set_num_threads(settings.threads)
     t0 = time.perf_counter()
     L.seed_everything(settings.seed, verbose=False)
-    image_size = settings.image_size or int(trial["resolution"])
     in_chans = int(trial.get("in_chans", 3))
     model = RegNetClassifier(model=trial["cfg"], num_classes=int(trial["num_classes"]), in_chans=in_chans,
                              base_lr=settings.base_lr, warmup_epochs=settings.warmup_epochs,
                              weight_decay=settings.weight_decay, zero_init_last=settings.zero_init_last)
-    data = _data_module(settings, image_size, in_chans)
+    loading = {"image_size": settings.image_size or int(trial["resolution"]), "batch_size": settings.batch_size,
+               "seed": settings.seed, "num_workers": settings.num_workers}
+    data = DigitsDataModule(in_chans=in_chans, augment=settings.augment, **loading) if settings.data == "digits" \
+        else ImageFolderDataModule(root=settings.data, pin_memory=False, **loading)
     trainer = L.Trainer(
         max_epochs=settings.epochs, accelerator=settings.accelerator, devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
