@@ -22,6 +22,12 @@ from pathlib import Path
 
 from regnet_zoo.cli import fail
 from regnet_zoo.counting import format_count
+from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
+from regnet_zoo.design_space.fit import fit_quantized_linear
+from regnet_zoo.design_space.records import SweepFileError, read_trials, trials_from_samples, write_jsonl_atomic
+from regnet_zoo.design_space.sampling import SamplingError, sample
+from regnet_zoo.design_space.scaling import scaling_table
+from regnet_zoo.design_space.spaces import SPACES, UnknownSpaceError
 from regnet_zoo.design_space.sweep import (
     LargeDigitsWarning,
     TrainSettings,
@@ -29,6 +35,8 @@ from regnet_zoo.design_space.sweep import (
     run_sweep,
     run_sweep_ray,
 )
+from regnet_zoo.fileio import atomic_write
+from regnet_zoo.registry import UnknownModelError, get_entry
 
 
 def _add(sub, name: str, handler: Callable[[argparse.Namespace], int], help: str,
@@ -97,8 +105,6 @@ def register(subparsers) -> None:
 
 
 def run_spaces(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.spaces import SPACES
-
     rows = {n: {"paper": s.size("paper"), "exact": s.size("exact"), "valid": s.size("valid"),
                 "description": s.description} for n, s in SPACES.items()}
     if a.json:
@@ -111,10 +117,6 @@ def run_spaces(a: argparse.Namespace) -> int:
 
 
 def run_sample(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.records import trials_from_samples, write_jsonl_atomic
-    from regnet_zoo.design_space.sampling import SamplingError, sample
-    from regnet_zoo.design_space.spaces import UnknownSpaceError
-
     out = Path(a.output)
     if out.exists() and not a.force:
         return fail("sweep sample", f"{out} exists; pass --force to overwrite it", 2)
@@ -135,8 +137,6 @@ def run_sample(a: argparse.Namespace) -> int:
 
 
 def run_train(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.records import SweepFileError, read_trials
-
     try:
         trials = [t for path in a.trials for t in read_trials(path)]
         if len({t["id"] for t in trials}) != len(trials):
@@ -168,9 +168,7 @@ def run_train(a: argparse.Namespace) -> int:
 
 
 def run_analyze(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space import plots
-    from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
-    from regnet_zoo.design_space.records import SweepFileError
+    from regnet_zoo.design_space import plots  # matplotlib
 
     try:
         groups = load_groups(a.runs)
@@ -195,9 +193,6 @@ def run_analyze(a: argparse.Namespace) -> int:
 
 
 def run_fit(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.fit import fit_quantized_linear
-    from regnet_zoo.registry import UnknownModelError, get_entry
-
     try:
         if all(c.isdigit() or c in ", " for c in a.widths):
             widths = [int(v) for v in a.widths.replace(" ", "").split(",") if v]
@@ -215,15 +210,12 @@ def run_fit(a: argparse.Namespace) -> int:
 
 
 def run_scaling(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.scaling import scaling_table
-
     table = scaling_table(include_efficientnet=not a.no_efficientnet)
     for fam, t in table.items():
         print(f"{fam:<14} acts ~ flops^{t['acts_exponent']:.2f}   params ~ flops^{t['params_exponent']:.2f}  "
               f"({len(t['models'])} models)")
     if a.plots:
         from regnet_zoo.design_space.plots import plot_scaling
-        from regnet_zoo.fileio import atomic_write
 
         out = Path(a.plots)
         plot_scaling(table, out / f"scaling.{a.format}")

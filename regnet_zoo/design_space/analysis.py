@@ -1,10 +1,7 @@
-"""Analysis of finished sweeps: per-space error statistics, bootstrap ranges, width fits. No torch.
-
-``summarize`` turns the ``ok`` records of one population (one design space) into a JSON-able dict:
-error statistics, the bootstrap interval of the best model's value for every design parameter,
-and the quantized-linear fit (e_fit) of the best models' per-block widths. ``analyze_groups`` does
-that for several populations and compares each with a reference (``stats.compare_populations``);
-it is the one analysis behind ``regnet-zoo sweep analyze`` and ``benchmarks/reproduce_sweep.py``.
+"""Analysis of finished sweeps, no torch: ``summarize`` turns the ``ok`` records of one population
+(one design space) into a JSON-able dict: error statistics, the bootstrap interval of the best model's
+value of every design parameter, the quantized-linear fits of the best models' widths. ``analyze_groups``
+(behind ``sweep analyze`` and ``benchmarks/reproduce_sweep.py``) compares several with a reference.
 """
 
 from __future__ import annotations
@@ -33,16 +30,6 @@ def block_widths(record: dict[str, Any]) -> list[int]:
     return [w for d, w in zip(net.depths, net.widths) for _ in range(d)]
 
 
-def _anynet_space(space: str | DesignSpace | None) -> AnyNetSpace | None:
-    if space is None or isinstance(space, AnyNetSpace):
-        return space
-    try:
-        found = get_space(space)
-    except UnknownSpaceError:  # a user-defined space: no sharing is known
-        return None
-    return found if isinstance(found, AnyNetSpace) else None
-
-
 def design_values(record: dict[str, Any], space: str | DesignSpace | None = None) -> dict[str, float]:
     """A record's design parameters by the paper's names plus complexity (flops etc. in raw counts).
 
@@ -58,12 +45,16 @@ def design_values(record: dict[str, Any], space: str | DesignSpace | None = None
     if isinstance(cfg, RegNetCfg):
         out.update(d=cfg.depth, w0=cfg.w0, wa=cfg.wa, wm=cfg.wm, b=round(1 / cfg.bot_mul, 6), g=cfg.group_width)
     else:
-        sp = _anynet_space(space if space is not None else record.get("space"))
+        try:
+            sp = get_space(space if space is not None else record.get("space"))
+        except UnknownSpaceError:  # a user-defined space: no sharing is known
+            sp = None
+        shared_b, shared_g = (sp.shared_b, sp.shared_g) if isinstance(sp, AnyNetSpace) else (False, False)
         out["d"] = sum(cfg.depths)
         for name, values in (("d", cfg.depths), ("w", cfg.widths)):
             out.update({f"{name}{i + 1}": v for i, v in enumerate(values)})
-        for name, values, shared in (("b", [round(1 / b, 6) for b in cfg.bot_muls], sp is not None and sp.shared_b),
-                                     ("g", list(cfg.group_widths), sp is not None and sp.shared_g)):
+        for name, values, shared in (("b", [round(1 / b, 6) for b in cfg.bot_muls], shared_b),
+                                     ("g", list(cfg.group_widths), shared_g)):
             if not shared:
                 out.update({f"{name}{i + 1}": v for i, v in enumerate(values)})
             elif len(set(values)) == 1:

@@ -159,12 +159,9 @@ def failed_record(trial: dict[str, Any], settings: TrainSettings, exc: BaseExcep
 
 
 def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    """End this process as soon as ``parent_pid`` (the sweep that started it) is gone.
-
-    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); on every
-    platform a daemon thread also polls ``os.getppid()`` every ``poll_s`` seconds (an orphan is
-    re-parented, so the id changes) and exits at once. Called in each worker process at start.
-    """
+    """End this worker as soon as ``parent_pid`` (its sweep) is gone: the kernel sends SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``), and on every platform a daemon thread exits when ``os.getppid()`` changes
+    (checked every ``poll_s`` seconds)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
