@@ -33,12 +33,10 @@ def block_widths(record: dict[str, Any]) -> list[int]:
 def design_values(record: dict[str, Any], space: str | DesignSpace | None = None) -> dict[str, float]:
     """A record's design parameters by the paper's names plus complexity (flops etc. in raw counts).
 
-    RegNet: d, w0, wa, wm, b, g. AnyNet: d (total blocks), d1..dS, w1..wS, and b / g when the design
-    space shares them across stages (``shared_b`` / ``shared_g``: AnyNetX_B onwards), b1..bS / g1..gS
-    otherwise. The space is ``space`` or the record's ``space`` field; a name that is not a defined
-    space counts as sharing nothing. So every record of one space has the same keys, whatever its
-    values. b is the bottleneck ratio (1 / bot_mul). A config that breaks its space's sharing raises
-    ``ValueError``.
+    RegNet: d, w0, wa, wm, b, g (b: the bottleneck ratio 1 / bot_mul). AnyNet: d (total blocks), d1..dS,
+    w1..wS, and b / g where the space (``space`` or the record's; an undefined name shares nothing) shares
+    them across stages, b1..bS / g1..gS otherwise: every record of one space has the same keys. A config
+    that breaks its space's sharing raises ``ValueError``.
     """
     cfg = cfg_from_dict(record["cfg"])
     out: dict[str, float] = {}
@@ -103,12 +101,9 @@ def summarize(
     errs = errors_of(records)
     values = [design_values(r) for r in records]
     names = [k for k in values[0] if all(k in v for v in values)]  # the same keys unless spaces are mixed
-    boot = {}
-    for k in names:
-        col = np.array([v[k] for v in values], dtype=np.float64)
-        boot[k] = bootstrap_best(col, errs, fraction=fraction, n_boot=n_boot, seed=seed).as_dict()
+    boot = {k: bootstrap_best(np.array([v[k] for v in values], dtype=np.float64), errs, fraction=fraction,
+                              n_boot=n_boot, seed=seed).as_dict() for k in names}
     best = best_records(records, top)
-    fits = fit_records(best)
     return {
         "n": int(errs.size),
         "error": {"min": float(errs.min()), "mean": float(errs.mean()), "median": float(np.median(errs)),
@@ -117,7 +112,7 @@ def summarize(
                        for m in COMPLEXITY if m in names},
         "bootstrap": boot,
         "best": [{"id": r.get("id"), "error": float(r["error"]), "params": design_values(r), "fit": f.as_dict()}
-                 for r, f in zip(best, fits)],
+                 for r, f in zip(best, fit_records(best))],
     }
 
 
@@ -195,15 +190,10 @@ def trial_timing(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     rs = [r for r in records if "time_s" in r and "finished_at" in r]
     if not rs:
         return {"trials": 0, "median_trial_s": 0.0, "total_trial_s": 0.0, "busy_wall_s": 0.0}
-    spans = sorted((float(r["finished_at"]) - float(r["time_s"]), float(r["finished_at"])) for r in rs)
-    busy, (cur_lo, cur_hi) = 0.0, spans[0]
-    for lo, hi in spans[1:]:
-        if lo > cur_hi:
-            busy += cur_hi - cur_lo
-            cur_lo, cur_hi = lo, hi
-        else:
-            cur_hi = max(cur_hi, hi)
-    busy += cur_hi - cur_lo
+    busy, end = 0.0, -np.inf
+    for lo, hi in sorted((float(r["finished_at"]) - float(r["time_s"]), float(r["finished_at"])) for r in rs):
+        busy += max(0.0, hi - max(lo, end))  # the part of [lo, hi] after every earlier interval
+        end = max(end, hi)
     times = np.array([float(r["time_s"]) for r in rs])
     return {"trials": len(rs), "median_trial_s": float(np.median(times)), "total_trial_s": float(times.sum()),
             "busy_wall_s": busy}

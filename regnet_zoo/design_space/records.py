@@ -86,18 +86,9 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]
 
 def trials_from_samples(result: SampleResult, start_index: int = 0) -> list[dict[str, Any]]:
     """Trial records for the models of a ``sampling.sample`` result."""
-    s = result.settings
-    return [{
-        "id": f"{result.space.name}-{start_index + i:04d}",
-        "space": result.space.name,
-        "index": start_index + i,
-        "cfg": sample.cfg.to_dict(),
-        "params": sample.params,
-        "complexity": sample.complexity,
-        "resolution": s["resolution"],
-        "in_chans": s["in_chans"],
-        "num_classes": s["num_classes"],
-    } for i, sample in enumerate(result.samples)]
+    name, shape = result.space.name, {k: result.settings[k] for k in ("resolution", "in_chans", "num_classes")}
+    return [{"id": f"{name}-{start_index + i:04d}", "space": name, "index": start_index + i, "cfg": s.cfg.to_dict(),
+             "params": s.params, "complexity": s.complexity, **shape} for i, s in enumerate(result.samples)]
 
 
 def read_trials(path: str | os.PathLike) -> list[dict[str, Any]]:

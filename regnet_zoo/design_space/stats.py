@@ -34,10 +34,8 @@ def edf(errors, at=None, weights=None) -> np.ndarray | tuple[np.ndarray, np.ndar
     xs, cum = e[order], np.cumsum(w[order])
     if at is None:
         return xs, cum
-    at = np.asarray(at, dtype=np.float64)
-    # strict inequality: F(e) counts models with error < e
-    idx = np.searchsorted(xs, at, side="left")
-    return np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0)
+    # F(e) counts the models with error < e: the cumulative weight before e's left insertion point
+    return np.concatenate([[0.0], cum])[np.searchsorted(xs, np.asarray(at, dtype=np.float64), side="left")]
 
 
 def complexity_edges(*complexities, bins: int = 10, log: bool = True) -> np.ndarray:

@@ -190,21 +190,19 @@ def _proc_stat(pid: int | str) -> list[str]:
 
 def _ray_descendants(root: int) -> dict[int, str]:
     """Ray processes (``ray`` in the command line) below ``root``: pid -> start time (Linux /proc)."""
-    parent: dict[int, int] = {}
-    start: dict[int, str] = {}
+    stats: dict[int, list[str]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
-                stat = _proc_stat(d.name)
-                parent[int(d.name)], start[int(d.name)] = int(stat[1]), stat[19]
+                stats[int(d.name)] = _proc_stat(d.name)
     out, todo = {}, [root]
     while todo:
-        p = todo.pop()
-        for child in [c for c, pp in parent.items() if pp == p]:
+        parent = str(todo.pop())
+        for child in [c for c, stat in stats.items() if stat[1] == parent]:
             todo.append(child)
             with contextlib.suppress(OSError):
                 if b"ray" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    out[child] = start[child]
+                    out[child] = stats[child][19]  # start time: a reused pid is not killed
     return out
 
 
@@ -285,8 +283,8 @@ def pending_trials(trials: list[dict[str, Any]], results_path: Path,
     if settings is not None:
         want = _recipe(settings)
         for r in results:
-            if r.get("status") == "ok" and "settings" in r and _recipe(r["settings"]) != want:
-                was = _recipe(r["settings"])
+            was = _recipe(r["settings"]) if r.get("status") == "ok" and "settings" in r else want
+            if was != want:
                 diff = {k: (was.get(k), want.get(k)) for k in sorted(set(was) | set(want)) if was.get(k) != want.get(k)}
                 raise SweepFileError(
                     f"{results_path}: trial {r.get('id')!r} was trained with other settings {diff} "
