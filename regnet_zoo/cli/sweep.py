@@ -27,7 +27,7 @@ from regnet_zoo.design_space.fit import fit_quantized_linear
 from regnet_zoo.design_space.records import SweepFileError, read_trials, trials_from_samples, write_jsonl_atomic
 from regnet_zoo.design_space.sampling import SamplingError, sample
 from regnet_zoo.design_space.scaling import scaling_table
-from regnet_zoo.design_space.spaces import SPACES, UnknownSpaceError
+from regnet_zoo.design_space.spaces import SPACES
 from regnet_zoo.design_space.sweep import (
     LargeDigitsWarning,
     TrainSettings,
@@ -36,7 +36,7 @@ from regnet_zoo.design_space.sweep import (
     run_sweep_ray,
 )
 from regnet_zoo.fileio import atomic_write
-from regnet_zoo.registry import UnknownModelError, get_entry
+from regnet_zoo.registry import get_entry
 
 
 def _add(sub, name: str, handler: Callable[[argparse.Namespace], int], help: str,
@@ -124,7 +124,7 @@ def run_sample(a: argparse.Namespace) -> int:
         result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
                         resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
                         max_candidates=a.max_candidates)
-    except (UnknownSpaceError, ValueError) as e:
+    except ValueError as e:  # an UnknownSpaceError too
         return fail("sweep sample", e, 2)
     except SamplingError as e:
         return fail("sweep sample", e)
@@ -142,7 +142,7 @@ def run_train(a: argparse.Namespace) -> int:
         if len({t["id"] for t in trials}) != len(trials):
             raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
         settings = TrainSettings(**{f.name: getattr(a, f.name) for f in fields(TrainSettings)})
-    except (SweepFileError, ValueError) as e:
+    except ValueError as e:  # a SweepFileError too
         return fail("sweep train", e, 2)
 
     def progress(rec):
@@ -172,13 +172,10 @@ def run_analyze(a: argparse.Namespace) -> int:
 
     try:
         groups = load_groups(a.runs)
-    except SweepFileError as e:
-        return fail("sweep analyze", e, 2)
-    if not groups:
-        return fail("sweep analyze", "no finished trials in " + ", ".join(a.runs))
-    try:
+        if not groups:
+            return fail("sweep analyze", "no finished trials in " + ", ".join(a.runs))
         summary = analyze_groups(groups, reference=a.reference, top=a.top, n_boot=a.n_boot, seed=a.seed)
-    except ValueError as e:
+    except ValueError as e:  # a SweepFileError too
         return fail("sweep analyze", e, 2)
     if a.plots:
         plots.plot_analysis(groups, summary, a.plots, fmt=a.format, top=a.top)
@@ -199,7 +196,7 @@ def run_fit(a: argparse.Namespace) -> int:
         else:
             widths = get_entry(a.widths).cfg.block_widths
         f = fit_quantized_linear(widths)
-    except (UnknownModelError, ValueError) as e:
+    except ValueError as e:  # an UnknownModelError too
         return fail("sweep fit", e, 2)
     if a.json:
         print(json.dumps({**f.as_dict(), "observed": f.observed, "predicted": f.predicted}))

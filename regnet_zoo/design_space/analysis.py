@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 
 from regnet_zoo.config import RegNetCfg, cfg_from_dict
+from regnet_zoo.counting import METRICS
 from regnet_zoo.design_space.fit import LinearFit, fit_quantized_linear
 from regnet_zoo.design_space.records import load_results
 from regnet_zoo.design_space.spaces import AnyNetSpace, DesignSpace, UnknownSpaceError, get_space
 from regnet_zoo.design_space.stats import bootstrap_best, compare_populations
 from regnet_zoo.fileio import atomic_write
-
-COMPLEXITY = ("flops", "params", "acts")
 
 
 def block_widths(record: dict[str, Any]) -> list[int]:
@@ -60,7 +59,7 @@ def design_values(record: dict[str, Any], space: str | DesignSpace | None = None
             else:
                 raise ValueError(f"record {record.get('id')!r}: space {sp.name} shares {name} across stages, "
                                  f"but the config has {name} = {values}")
-    out.update({m: record["complexity"][m] for m in COMPLEXITY if m in record.get("complexity", {})})
+    out.update({m: record["complexity"][m] for m in METRICS if m in record.get("complexity", {})})
     return out
 
 
@@ -109,7 +108,7 @@ def summarize(
         "error": {"min": float(errs.min()), "mean": float(errs.mean()), "median": float(np.median(errs)),
                   "max": float(errs.max())},
         "complexity": {m: {"min": int(min(v[m] for v in values)), "max": int(max(v[m] for v in values))}
-                       for m in COMPLEXITY if m in names},
+                       for m in METRICS if m in names},
         "bootstrap": boot,
         "best": [{"id": r.get("id"), "error": float(r["error"]), "params": design_values(r), "fit": f.as_dict()}
                  for r, f in zip(best, fit_records(best))],
@@ -171,7 +170,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name in summary["_analysis"]["populations"]:
         s, e = summary[name], summary[name]["error"]
         ranges = ", ".join(f"{k}=[{b['low']:.3g},{b['high']:.3g}]" for k, b in s["bootstrap"].items()
-                           if k not in COMPLEXITY)
+                           if k not in METRICS)
         lines.append(f"{name:<24} {s['n']:>4} {e['min']:>6.2f} {e['mean']:>6.2f} {e['median']:>7.2f}  {ranges}")
         if "vs_" + ref in s:
             v = s["vs_" + ref]

@@ -107,10 +107,8 @@ def ks_statistic(errors_a, errors_b) -> float:
 def _dominance_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``edf_dominance`` of each row pair of a (r, n_a) and b (r, n_b): with F including the point,
     mean_g F_a(g) - F_b(g) over the pooled row g equals sum_{g, i} 1[a_i <= g] / (n_a N) minus the same for b."""
-    pooled = np.concatenate([a, b], axis=1)
-    n = pooled.shape[1]
-    fa = (pooled[:, None, :] >= a[:, :, None]).sum(axis=(1, 2)) / (a.shape[1] * n)
-    fb = (pooled[:, None, :] >= b[:, :, None]).sum(axis=(1, 2)) / (b.shape[1] * n)
+    pooled = np.concatenate([a, b], axis=1)[:, None, :]
+    fa, fb = ((pooled >= x[:, :, None]).sum(axis=(1, 2)) / (x.shape[1] * pooled.shape[2]) for x in (a, b))
     return fa - fb
 
 

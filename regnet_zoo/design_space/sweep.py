@@ -349,11 +349,8 @@ def run_sweep(
     workers: int = 1,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepSummary:
-    """Train the pending trials, ``workers`` processes at a time (0: in this process).
-
-    Each finished trial is appended to ``<out_dir>/results.jsonl`` at once (durable line);
-    ``on_result`` is called with each record (progress reporting).
-    """
+    """Train the pending trials, ``workers`` processes at a time (0: in this process); each record is
+    appended to ``<out_dir>/results.jsonl`` as it finishes (a durable line) and passed to ``on_result``."""
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     return _sweep(trials, out_dir, settings, functools.partial(_local_results, workers=workers), on_result)
