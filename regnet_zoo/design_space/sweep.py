@@ -106,13 +106,13 @@ def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -
     ``train_loss``, ``train_time_s`` (fit wall time), ``time_s`` (whole trial), ``epochs``,
     ``settings``, ``host``, ``finished_at`` (Unix time).
     """
+    _quiet_lightning()  # before Lightning is imported
     import lightning as L
     import torch
 
     from regnet_zoo.lightning import DigitsDataModule, ImageFolderDataModule, RegNetClassifier
 
     settings = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
-    _quiet_lightning()
     torch.set_num_threads(settings.threads)
     t0 = time.perf_counter()
     L.seed_everything(settings.seed, verbose=False)
