@@ -16,24 +16,34 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 from regnet_zoo.cli import fail
 from regnet_zoo.counting import format_count
+from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
+from regnet_zoo.design_space.fit import fit_quantized_linear
+from regnet_zoo.design_space.records import SweepFileError, read_trials, trials_from_samples, write_jsonl_atomic
+from regnet_zoo.design_space.sampling import SamplingError, sample
+from regnet_zoo.design_space.scaling import scaling_table
+from regnet_zoo.design_space.spaces import SPACES
+from regnet_zoo.design_space.sweep import (
+    LargeDigitsWarning,
+    TrainSettings,
+    digits_size_warning,
+    run_sweep,
+    run_sweep_ray,
+)
+from regnet_zoo.fileio import atomic_write
+from regnet_zoo.registry import get_entry
 
-HELP = {
-    "spaces": "the design spaces and their sizes",
-    "sample": "sample models of a design space into a trial file",
-    "train": "train every trial briefly (resumable; local processes or Ray)",
-    "analyze": "EDFs, bootstrap ranges, fits, significance of sweeps",
-    "fit": "quantized-linear fit (w0, wa, wm, e_fit) of per-block widths",
-    "scaling": "acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet",
-}
 
-
-def _add(sub, name: str, description: str | None = None) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=HELP[name], description=description or HELP[name][0].upper() + HELP[name][1:])
+def _add(sub, name: str, handler: Callable[[argparse.Namespace], int], help: str,
+         description: str | None = None) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:])
+    p.set_defaults(handler=handler)
+    return p
 
 
 def register(subparsers) -> None:
@@ -42,11 +52,10 @@ def register(subparsers) -> None:
                                   description="Design-space sweeps, the paper's method.",
                                   epilog="examples:\n" + __doc__.split("\n\n")[1])
     sub = sweep.add_subparsers(title="subcommands", dest="sweep_command", metavar="SUBCOMMAND", required=True)
-    p = _add(sub, "spaces")
+    p = _add(sub, "spaces", run_spaces, "the design spaces and their sizes")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_spaces)
 
-    p = _add(sub, "sample", "Sample models of a design space into a trial file (JSONL).")
+    p = _add(sub, "sample", run_sample, "sample models of a design space into a trial file (JSONL)")
     p.add_argument("--space", required=True, help="design space, e.g. anynetx_a, regnetx (see `sweep spaces`)")
     p.add_argument("--n", type=int, required=True, help="number of distinct models")
     p.add_argument("--seed", type=int, default=0)
@@ -59,37 +68,23 @@ def register(subparsers) -> None:
     p.add_argument("--max-candidates", type=int, default=20_000_000)
     p.add_argument("-o", "--output", required=True, help="trial file to write (JSONL)")
     p.add_argument("--force", action="store_true", help="overwrite an existing trial file")
-    p.set_defaults(handler=run_sample)
 
-    p = _add(sub, "train", "Train every trial briefly; results go to OUT/results.jsonl (resumable: finished "
-                            "trials are skipped).")
+    p = _add(sub, "train", run_train, "train every trial briefly (resumable; local processes or Ray)",
+             "Train every trial briefly; results go to OUT/results.jsonl (resumable: finished trials are skipped).")
     p.add_argument("trials", nargs="+", help="trial file(s) from `sweep sample`")
     p.add_argument("--out", required=True, help="run folder (results.jsonl is appended there)")
-    p.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder with train/ and val/")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.2, help="base LR per 128 images (scaled with the batch)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--zero-init-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="zero-init each residual branch's last BN (default on: deep nets train in few epochs)")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader workers per trial (image folders)")
-    p.add_argument("--weight-decay", type=float, default=5e-5)
-    p.add_argument("--image-size", type=int, default=None,
-                   help="default: each trial's sampling resolution (sample at 32 px for the digits)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--augment", action="store_true", help="random affine jitter of the digits")
-    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
-    p.add_argument("--limit-train-batches", type=float, default=None, help="(smoke tests) batches per epoch")
-    p.add_argument("--limit-val-batches", type=float, default=None)
+    for f in fields(TrainSettings):
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else \
+            {"type": f.metadata.get("type", type(f.default))}
+        p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, default=f.default,
+                       help=f.metadata["help"], **kind)
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=int, default=1, help="local: trials in parallel (0: in this process)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per trial (= Ray CPUs per trial)")
     p.add_argument("--ray-address", default=None, help="ray: join this cluster ('auto', 'ray://host:10001')")
     p.add_argument("--ray-num-cpus", type=int, default=None, help="ray: CPUs of a local Ray instance")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
-    p.set_defaults(handler=run_train)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
 
-    p = _add(sub, "analyze")
+    p = _add(sub, "analyze", run_analyze, "EDFs, bootstrap ranges, fits, significance of sweeps")
     p.add_argument("runs", nargs="+", help="run folders (or results.jsonl files)")
     p.add_argument("--plots", default=None, help="folder for the figures and summary.json")
     p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
@@ -98,23 +93,18 @@ def register(subparsers) -> None:
     p.add_argument("--n-boot", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(handler=run_analyze)
 
-    p = _add(sub, "fit")
+    p = _add(sub, "fit", run_fit, "quantized-linear fit (w0, wa, wm, e_fit) of per-block widths")
     p.add_argument("widths", help="a model name (its per-block widths) or comma-separated per-block widths")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_fit)
 
-    p = _add(sub, "scaling")
+    p = _add(sub, "scaling", run_scaling, "acts/params vs flops power laws: RegNetX, RegNetY, EfficientNet")
     p.add_argument("--plots", default=None, help="folder for scaling.<format> and scaling.json")
     p.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
     p.add_argument("--no-efficientnet", action="store_true", help="skip tracing timm's EfficientNets")
-    p.set_defaults(handler=run_scaling)
 
 
 def run_spaces(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.spaces import SPACES
-
     rows = {n: {"paper": s.size("paper"), "exact": s.size("exact"), "valid": s.size("valid"),
                 "description": s.description} for n, s in SPACES.items()}
     if a.json:
@@ -127,10 +117,6 @@ def run_spaces(a: argparse.Namespace) -> int:
 
 
 def run_sample(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.records import trials_from_samples, write_jsonl_atomic
-    from regnet_zoo.design_space.sampling import SamplingError, sample
-    from regnet_zoo.design_space.spaces import UnknownSpaceError
-
     out = Path(a.output)
     if out.exists() and not a.force:
         return fail("sweep sample", f"{out} exists; pass --force to overwrite it", 2)
@@ -138,7 +124,7 @@ def run_sample(a: argparse.Namespace) -> int:
         result = sample(a.space, a.n, seed=a.seed, flops=a.flops, params=a.params, acts=a.acts,
                         resolution=a.resolution, in_chans=a.in_chans, num_classes=a.num_classes,
                         max_candidates=a.max_candidates)
-    except (UnknownSpaceError, ValueError) as e:
+    except ValueError as e:  # an UnknownSpaceError too
         return fail("sweep sample", e, 2)
     except SamplingError as e:
         return fail("sweep sample", e)
@@ -151,19 +137,12 @@ def run_sample(a: argparse.Namespace) -> int:
 
 
 def run_train(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.records import SweepFileError, read_trials
-    from regnet_zoo.design_space.sweep import LargeDigitsWarning, TrainSettings, digits_size_warning, run_sweep
-
     try:
         trials = [t for path in a.trials for t in read_trials(path)]
         if len({t["id"] for t in trials}) != len(trials):
             raise SweepFileError("the trial files share trial ids; pass files of different spaces or samples")
-        options = {f.name: getattr(a, f.name) for f in fields(TrainSettings) if f.name != "base_lr"}
-        for key in ("limit_train_batches", "limit_val_batches"):
-            if options[key] is not None and options[key] >= 1:
-                options[key] = int(options[key])  # a count of batches (below 1: a fraction of them)
-        settings = TrainSettings(base_lr=a.lr, **options)
-    except (SweepFileError, ValueError) as e:
+        settings = TrainSettings(**{f.name: getattr(a, f.name) for f in fields(TrainSettings)})
+    except ValueError as e:  # a SweepFileError too
         return fail("sweep train", e, 2)
 
     def progress(rec):
@@ -177,10 +156,8 @@ def run_train(a: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LargeDigitsWarning)  # printed above
             if a.engine == "ray":
-                from regnet_zoo.design_space.ray_runner import run_sweep_ray
-
                 summary = run_sweep_ray(trials, a.out, settings, address=a.ray_address, num_cpus=a.ray_num_cpus,
-                                        cpus_per_trial=a.threads, gpus_per_trial=a.gpus_per_trial)
+                                        gpus_per_trial=a.gpus_per_trial, on_result=progress)
             else:
                 summary = run_sweep(trials, a.out, settings, workers=a.workers, on_result=progress)
     except SweepFileError as e:
@@ -191,19 +168,14 @@ def run_train(a: argparse.Namespace) -> int:
 
 
 def run_analyze(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space import plots
-    from regnet_zoo.design_space.analysis import analyze_groups, format_summary, load_groups, write_summary
-    from regnet_zoo.design_space.records import SweepFileError
+    from regnet_zoo.design_space import plots  # matplotlib
 
     try:
         groups = load_groups(a.runs)
-    except SweepFileError as e:
-        return fail("sweep analyze", e, 2)
-    if not groups:
-        return fail("sweep analyze", "no finished trials in " + ", ".join(a.runs))
-    try:
+        if not groups:
+            return fail("sweep analyze", "no finished trials in " + ", ".join(a.runs))
         summary = analyze_groups(groups, reference=a.reference, top=a.top, n_boot=a.n_boot, seed=a.seed)
-    except ValueError as e:
+    except ValueError as e:  # a SweepFileError too
         return fail("sweep analyze", e, 2)
     if a.plots:
         plots.plot_analysis(groups, summary, a.plots, fmt=a.format, top=a.top)
@@ -218,16 +190,13 @@ def run_analyze(a: argparse.Namespace) -> int:
 
 
 def run_fit(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.fit import fit_quantized_linear
-    from regnet_zoo.registry import UnknownModelError, get_entry
-
     try:
         if all(c.isdigit() or c in ", " for c in a.widths):
             widths = [int(v) for v in a.widths.replace(" ", "").split(",") if v]
         else:
             widths = get_entry(a.widths).cfg.block_widths
         f = fit_quantized_linear(widths)
-    except (UnknownModelError, ValueError) as e:
+    except ValueError as e:  # an UnknownModelError too
         return fail("sweep fit", e, 2)
     if a.json:
         print(json.dumps({**f.as_dict(), "observed": f.observed, "predicted": f.predicted}))
@@ -238,15 +207,12 @@ def run_fit(a: argparse.Namespace) -> int:
 
 
 def run_scaling(a: argparse.Namespace) -> int:
-    from regnet_zoo.design_space.scaling import scaling_table
-
     table = scaling_table(include_efficientnet=not a.no_efficientnet)
     for fam, t in table.items():
         print(f"{fam:<14} acts ~ flops^{t['acts_exponent']:.2f}   params ~ flops^{t['params_exponent']:.2f}  "
               f"({len(t['models'])} models)")
     if a.plots:
         from regnet_zoo.design_space.plots import plot_scaling
-        from regnet_zoo.fileio import atomic_write
 
         out = Path(a.plots)
         plot_scaling(table, out / f"scaling.{a.format}")

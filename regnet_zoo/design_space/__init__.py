@@ -23,12 +23,11 @@ _EXPORTS = {
                 "write_jsonl_atomic"),
     "sampling": ("Sample", "SampleResult", "SamplingError", "parse_band", "sample"),
     "scaling": ("power_law", "regnet_family", "scaling_table"),
-    "spaces": ("SPACES", "AnyNetSpace", "RegNetSpace", "UnknownSpaceError", "get_space", "size_table"),
+    "spaces": ("SPACES", "AnyNetSpace", "RegNetSpace", "UnknownSpaceError", "get_space"),
     "stats": ("BootstrapInterval", "bootstrap_best", "compare_populations", "complexity_edges",
               "complexity_weights", "edf", "edf_dominance", "ks_statistic", "normalized_edf"),
     "sweep": ("LargeDigitsWarning", "SweepSummary", "TrainSettings", "digits_size_warning", "run_sweep",
-              "run_trial"),
-    "ray_runner": ("run_sweep_ray",),
+              "run_sweep_ray", "run_trial"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -1,10 +1,7 @@
-"""Analysis of finished sweeps: per-space error statistics, bootstrap ranges, width fits. No torch.
-
-``summarize`` turns the ``ok`` records of one population (one design space) into a JSON-able dict:
-error statistics, the bootstrap interval of the best model's value for every design parameter,
-and the quantized-linear fit (e_fit) of the best models' per-block widths. ``analyze_groups`` does
-that for several populations and compares each with a reference (``stats.compare_populations``);
-it is the one analysis behind ``regnet-zoo sweep analyze`` and ``benchmarks/reproduce_sweep.py``.
+"""Analysis of finished sweeps, no torch: ``summarize`` turns the ``ok`` records of one population
+(one design space) into a JSON-able dict: error statistics, the bootstrap interval of the best model's
+value of every design parameter, the quantized-linear fits of the best models' widths. ``analyze_groups``
+(behind ``sweep analyze`` and ``benchmarks/reproduce_sweep.py``) compares several with a reference.
 """
 
 from __future__ import annotations
@@ -18,13 +15,12 @@ from typing import Any
 import numpy as np
 
 from regnet_zoo.config import RegNetCfg, cfg_from_dict
+from regnet_zoo.counting import METRICS
 from regnet_zoo.design_space.fit import LinearFit, fit_quantized_linear
 from regnet_zoo.design_space.records import load_results
 from regnet_zoo.design_space.spaces import AnyNetSpace, DesignSpace, UnknownSpaceError, get_space
 from regnet_zoo.design_space.stats import bootstrap_best, compare_populations
 from regnet_zoo.fileio import atomic_write
-
-COMPLEXITY = ("flops", "params", "acts")
 
 
 def block_widths(record: dict[str, Any]) -> list[int]:
@@ -33,37 +29,29 @@ def block_widths(record: dict[str, Any]) -> list[int]:
     return [w for d, w in zip(net.depths, net.widths) for _ in range(d)]
 
 
-def _anynet_space(space: str | DesignSpace | None) -> AnyNetSpace | None:
-    if space is None or isinstance(space, AnyNetSpace):
-        return space
-    try:
-        found = get_space(space)
-    except UnknownSpaceError:  # a user-defined space: no sharing is known
-        return None
-    return found if isinstance(found, AnyNetSpace) else None
-
-
 def design_values(record: dict[str, Any], space: str | DesignSpace | None = None) -> dict[str, float]:
     """A record's design parameters by the paper's names plus complexity (flops etc. in raw counts).
 
-    RegNet: d, w0, wa, wm, b, g. AnyNet: d (total blocks), d1..dS, w1..wS, and b / g when the design
-    space shares them across stages (``shared_b`` / ``shared_g``: AnyNetX_B onwards), b1..bS / g1..gS
-    otherwise. The space is ``space`` or the record's ``space`` field; a name that is not a defined
-    space counts as sharing nothing. So every record of one space has the same keys, whatever its
-    values. b is the bottleneck ratio (1 / bot_mul). A config that breaks its space's sharing raises
-    ``ValueError``.
+    RegNet: d, w0, wa, wm, b, g (b: the bottleneck ratio 1 / bot_mul). AnyNet: d (total blocks), d1..dS,
+    w1..wS, and b / g where the space (``space`` or the record's; an undefined name shares nothing) shares
+    them across stages, b1..bS / g1..gS otherwise: every record of one space has the same keys. A config
+    that breaks its space's sharing raises ``ValueError``.
     """
     cfg = cfg_from_dict(record["cfg"])
     out: dict[str, float] = {}
     if isinstance(cfg, RegNetCfg):
         out.update(d=cfg.depth, w0=cfg.w0, wa=cfg.wa, wm=cfg.wm, b=round(1 / cfg.bot_mul, 6), g=cfg.group_width)
     else:
-        sp = _anynet_space(space if space is not None else record.get("space"))
+        try:
+            sp = get_space(space if space is not None else record.get("space"))
+        except UnknownSpaceError:  # a user-defined space: no sharing is known
+            sp = None
+        shared_b, shared_g = (sp.shared_b, sp.shared_g) if isinstance(sp, AnyNetSpace) else (False, False)
         out["d"] = sum(cfg.depths)
         for name, values in (("d", cfg.depths), ("w", cfg.widths)):
             out.update({f"{name}{i + 1}": v for i, v in enumerate(values)})
-        for name, values, shared in (("b", [round(1 / b, 6) for b in cfg.bot_muls], sp is not None and sp.shared_b),
-                                     ("g", list(cfg.group_widths), sp is not None and sp.shared_g)):
+        for name, values, shared in (("b", [round(1 / b, 6) for b in cfg.bot_muls], shared_b),
+                                     ("g", list(cfg.group_widths), shared_g)):
             if not shared:
                 out.update({f"{name}{i + 1}": v for i, v in enumerate(values)})
             elif len(set(values)) == 1:
@@ -71,7 +59,7 @@ def design_values(record: dict[str, Any], space: str | DesignSpace | None = None
             else:
                 raise ValueError(f"record {record.get('id')!r}: space {sp.name} shares {name} across stages, "
                                  f"but the config has {name} = {values}")
-    out.update({m: record["complexity"][m] for m in COMPLEXITY if m in record.get("complexity", {})})
+    out.update({m: record["complexity"][m] for m in METRICS if m in record.get("complexity", {})})
     return out
 
 
@@ -112,21 +100,18 @@ def summarize(
     errs = errors_of(records)
     values = [design_values(r) for r in records]
     names = [k for k in values[0] if all(k in v for v in values)]  # the same keys unless spaces are mixed
-    boot = {}
-    for k in names:
-        col = np.array([v[k] for v in values], dtype=np.float64)
-        boot[k] = bootstrap_best(col, errs, fraction=fraction, n_boot=n_boot, seed=seed).as_dict()
+    boot = {k: bootstrap_best(np.array([v[k] for v in values], dtype=np.float64), errs, fraction=fraction,
+                              n_boot=n_boot, seed=seed).as_dict() for k in names}
     best = best_records(records, top)
-    fits = fit_records(best)
     return {
         "n": int(errs.size),
         "error": {"min": float(errs.min()), "mean": float(errs.mean()), "median": float(np.median(errs)),
                   "max": float(errs.max())},
         "complexity": {m: {"min": int(min(v[m] for v in values)), "max": int(max(v[m] for v in values))}
-                       for m in COMPLEXITY if m in names},
+                       for m in METRICS if m in names},
         "bootstrap": boot,
         "best": [{"id": r.get("id"), "error": float(r["error"]), "params": design_values(r), "fit": f.as_dict()}
-                 for r, f in zip(best, fits)],
+                 for r, f in zip(best, fit_records(best))],
     }
 
 
@@ -185,7 +170,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name in summary["_analysis"]["populations"]:
         s, e = summary[name], summary[name]["error"]
         ranges = ", ".join(f"{k}=[{b['low']:.3g},{b['high']:.3g}]" for k, b in s["bootstrap"].items()
-                           if k not in COMPLEXITY)
+                           if k not in METRICS)
         lines.append(f"{name:<24} {s['n']:>4} {e['min']:>6.2f} {e['mean']:>6.2f} {e['median']:>7.2f}  {ranges}")
         if "vs_" + ref in s:
             v = s["vs_" + ref]
@@ -204,15 +189,10 @@ def trial_timing(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     rs = [r for r in records if "time_s" in r and "finished_at" in r]
     if not rs:
         return {"trials": 0, "median_trial_s": 0.0, "total_trial_s": 0.0, "busy_wall_s": 0.0}
-    spans = sorted((float(r["finished_at"]) - float(r["time_s"]), float(r["finished_at"])) for r in rs)
-    busy, (cur_lo, cur_hi) = 0.0, spans[0]
-    for lo, hi in spans[1:]:
-        if lo > cur_hi:
-            busy += cur_hi - cur_lo
-            cur_lo, cur_hi = lo, hi
-        else:
-            cur_hi = max(cur_hi, hi)
-    busy += cur_hi - cur_lo
+    busy, end = 0.0, -np.inf
+    for lo, hi in sorted((float(r["finished_at"]) - float(r["time_s"]), float(r["finished_at"])) for r in rs):
+        busy += max(0.0, hi - max(lo, end))  # the part of [lo, hi] after every earlier interval
+        end = max(end, hi)
     times = np.array([float(r["time_s"]) for r in rs])
     return {"trials": len(rs), "median_trial_s": float(np.median(times)), "total_trial_s": float(times.sum()),
             "busy_wall_s": busy}

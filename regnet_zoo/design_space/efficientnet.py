@@ -1,12 +1,10 @@
 """EfficientNet-B0..B7, the paper's comparison family: native resolutions and traced complexity.
 
 ``traced_complexity`` counts any torch model (the one tracer of regnet-zoo; zoo models use the exact
-``regnet_zoo.counting`` instead): flops = multiply-adds of conv and linear layers
-(``torch.utils.flop_counter.FlopCounterMode`` halved; biases not counted, < 0.1% of flops), params =
-learnable parameters, acts = output elements of every ``Conv2d`` and ``Linear`` (the paper code's
-convention). ``efficientnet_complexity`` traces timm's ``efficientnet_bN`` (random init) on the *meta*
-device, without memory or compute, and gives the paper's Table 4 numbers (e.g. B0: 0.39 GF, 5.3 M
-params, 6.7 M acts; B5: 98.9 M acts).
+``regnet_zoo.counting``): flops = multiply-adds of conv and linear layers (``FlopCounterMode`` halved;
+biases, < 0.1%, not counted), params = learnable parameters, acts = output elements of every ``Conv2d``
+and ``Linear`` (the paper code's convention). Traced on the *meta* device (no memory or compute),
+timm's ``efficientnet_bN`` give the paper's Table 4 numbers (B0: 0.39 GF, 5.3 M params, 6.7 M acts).
 """
 
 from __future__ import annotations

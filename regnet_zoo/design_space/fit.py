@@ -1,18 +1,12 @@
-"""The paper's quantized-linear fit of a network's per-block widths (Sec. 3.3). No torch.
+"""The paper's quantized-linear fit of a network's per-block widths w_j (Sec. 3.3). No torch.
 
-Given per-block widths w_j (0 <= j < d), set d to the network's depth and search (w0, wa, wm)
-minimising the fitting error
-
-    e_fit = (1/d) sum_j |log(w_hat_j / w_j)|,
-
-the mean absolute log-ratio of predicted (``generator.quantized_linear_widths``) to observed
-widths. e_fit = 0 means the widths are exactly a RegNet's.
-
-Search (a grid search, as in the paper, made exact along wa): w0 runs over multiples of q within
-a factor of 2 of the narrowest block, wm over a grid on ``wm_range`` (refined twice around the
-best candidates). For fixed (w0, wm) the exponent of block j only changes when the ratio
-r = wa / w0 crosses one of the values (wm^(k - 1/2) - 1) / j, so one r between each pair of
-consecutive critical values enumerates every distinct width sequence reachable by wa.
+With d the network's depth, (w0, wa, wm) minimise e_fit = (1/d) sum_j |log(w_hat_j / w_j)|, the mean
+absolute log-ratio of predicted (``generator.quantized_linear_widths``) to observed widths; e_fit = 0
+means the widths are exactly a RegNet's. A grid search as in the paper, made exact along wa: w0 runs
+over multiples of q within a factor of 2 of the narrowest block, wm over a grid on ``wm_range``
+(refined twice around the best candidates); for fixed (w0, wm) the exponent of block j only changes
+when r = wa / w0 crosses (wm^(k - 1/2) - 1) / j, so one r between consecutive critical values
+enumerates every width sequence reachable by wa.
 """
 
 from __future__ import annotations

@@ -42,6 +42,15 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _label(ax, xlabel: str, ylabel: str = "", *, title: str = "", fontsize: int = 6, loc: str = "best",
+           which: str = "major") -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.4, which=which)
+    ax.legend(fontsize=fontsize, loc=loc)
+
+
 def plot_edfs(
     groups: Mapping[str, list[dict[str, Any]]],
     path: str | os.PathLike,
@@ -58,17 +67,12 @@ def plot_edfs(
     edges = complexity_edges(*cx.values(), bins=bins) if normalized else None
     for i, (name, recs) in enumerate(groups.items()):
         errs = errors_of(recs)
-        weights = None
-        if normalized:
-            weights = complexity_weights(cx[name], edges=edges)
-        xs, ys = edf(errs, weights=weights)
+        xs, ys = edf(errs, weights=complexity_weights(cx[name], edges=edges) if normalized else None)
         ax.step(np.concatenate([[xs[0]], xs]), np.concatenate([[0.0], ys]), where="post", color=COLORS[i % 10],
                 label=f"{name}  n={errs.size} min={errs.min():.1f} mean={errs.mean():.1f}")
-    ax.set_xlabel("error (%)")
-    ax.set_ylabel("cumulative prob." + (f" ({complexity}-normalised)" if normalized else ""))
+    _label(ax, "error (%)", "cumulative prob." + (f" ({complexity}-normalised)" if normalized else ""), fontsize=7,
+           loc="lower right")
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.4)
-    ax.legend(loc="lower right", fontsize=7)
     return _save(fig, path)
 
 
@@ -99,9 +103,7 @@ def plot_param_errors(
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(name)
-        ax.legend(fontsize=6, loc="upper left")
-        ax.grid(alpha=0.4)
+        _label(ax, name, loc="upper left")
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     for ax in axes[:, 0]:
@@ -129,12 +131,7 @@ def plot_best_widths(
         ax.plot(f.widths_cont, ":", color=c, lw=1)
     ax.set_yscale("log", base=2)
     ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("block index j")
-    ax.set_ylabel("width (channels)")
-    ax.grid(alpha=0.4)
-    ax.legend(fontsize=6, loc="upper left")
-    if title:
-        ax.set_title(title, fontsize=9)
+    _label(ax, "block index j", "width (channels)", title=title, loc="upper left")
     return _save(fig, path)
 
 
@@ -152,10 +149,7 @@ def plot_scaling(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike
             ax.loglog(f / 1e9, y / 1e6, "o", color=c, ms=4, label=f"{fam}: {metric} ~ flops^{k:.2f}")
             ax.loglog(xs / 1e9, coef * xs ** k / 1e6, "-", color=c, lw=1)
     for ax, metric in zip(axes, ("activations (M)", "params (M)")):
-        ax.set_xlabel("flops (B, multiply-adds)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.4, which="both")
-        ax.legend(fontsize=7)
+        _label(ax, "flops (B, multiply-adds)", metric, fontsize=7, which="both")
     return _save(fig, path)
 
 
@@ -168,12 +162,7 @@ def plot_strategies(curves: Mapping[str, Mapping[str, Any]], path: str | os.Path
         a = np.array([m["acts"] for m in c["models"]], dtype=np.float64)
         ax.loglog(f / 1e9, a / 1e6, "o-", color=COLORS[i % 10], ms=3, lw=1,
                   label=f"{name}: acts ~ flops^{c['acts_exponent']:.2f} (paper {c['expected_acts_exponent']:.2f})")
-    ax.set_xlabel("flops (B, multiply-adds)")
-    ax.set_ylabel("activations (M)")
-    ax.grid(alpha=0.4, which="both")
-    ax.legend(fontsize=6)
-    if title:
-        ax.set_title(title, fontsize=9)
+    _label(ax, "flops (B, multiply-adds)", "activations (M)", title=title, which="both")
     return _save(fig, path)
 
 

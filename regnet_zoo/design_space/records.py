@@ -1,13 +1,7 @@
-"""Sweep files: trial lists and append-only results, both JSON Lines (one JSON object per line).
-
-* A *trial file* (``regnet-zoo sweep sample -o trials.jsonl``) holds one sampled model per line:
-  ``{"id", "space", "index", "cfg", "params", "complexity", "resolution", "in_chans", "num_classes"}``.
-  It is written atomically (temporary file + fsync + rename).
-* A *results file* (``<run dir>/results.jsonl``) gets one line per finished trial: the trial's
-  fields plus ``status`` ("ok" or "failed"), ``error`` (top-1 error, %), timings and settings.
-  ``append_jsonl`` writes each line (flush + fsync); a torn last line left by a crash (kill -9) is
-  ignored on read and cut off before the next append, so the file stays valid and finished trials
-  are never lost.
+"""Sweep files, JSON Lines: trial files (``sweep sample -o``, one sampled model per line, written
+atomically) and append-only results files (``<run dir>/results.jsonl``, one line per finished trial:
+the trial plus ``status``, ``error`` (top-1, %), timings and settings). A torn last line left by a
+crash (kill -9) is ignored on read and cut off before the next append, so finished trials are never lost.
 """
 
 from __future__ import annotations
@@ -91,19 +85,10 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]
 
 
 def trials_from_samples(result: SampleResult, start_index: int = 0) -> list[dict[str, Any]]:
-    """Trial records (see module docstring) for the models of a ``sampling.sample`` result."""
-    s = result.settings
-    return [{
-        "id": f"{result.space.name}-{start_index + i:04d}",
-        "space": result.space.name,
-        "index": start_index + i,
-        "cfg": sample.cfg.to_dict(),
-        "params": sample.params,
-        "complexity": sample.complexity,
-        "resolution": s["resolution"],
-        "in_chans": s["in_chans"],
-        "num_classes": s["num_classes"],
-    } for i, sample in enumerate(result.samples)]
+    """Trial records for the models of a ``sampling.sample`` result."""
+    name, shape = result.space.name, {k: result.settings[k] for k in ("resolution", "in_chans", "num_classes")}
+    return [{"id": f"{name}-{start_index + i:04d}", "space": name, "index": start_index + i, "cfg": s.cfg.to_dict(),
+             "params": s.params, "complexity": s.complexity, **shape} for i, s in enumerate(result.samples)]
 
 
 def read_trials(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -143,15 +128,12 @@ def load_results(path: str | os.PathLike, ok_only: bool = True) -> list[dict[str
     A trial finished more than once (e.g. two runs into one folder) counts once (the first).
     """
     path = Path(path)
-    file = path / RESULTS_NAME if path.is_dir() else path
-    records = read_jsonl(file)
     out, seen = [], set()
-    for r in records:
-        if ok_only and r.get("status") != "ok":
-            continue
-        if r.get("status") == "ok":
-            if r.get("id") in seen:
-                continue
+    for r in read_jsonl(path / RESULTS_NAME if path.is_dir() else path):
+        if r.get("status") != "ok":
+            if not ok_only:
+                out.append(r)
+        elif r.get("id") not in seen:
             seen.add(r.get("id"))
-        out.append(r)
+            out.append(r)
     return out

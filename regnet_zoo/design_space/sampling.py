@@ -1,9 +1,7 @@
 """Seeded, vectorised sampling of design spaces, constrained to a complexity band. No torch.
 
-Candidates are drawn in batches (``batch_size``, default 10^5) as padded (N, S) stage arrays;
-incompatible configs are rejected, the exact complexity of every candidate is computed at once
-with ``counting.complexity_arrays`` (RegNets generated with ``generator.generate_regnet_batch``),
-and the configs inside the flops / params / acts bands are kept, in draw order, until ``n``
+Candidates are drawn in batches as padded (N, S) stage arrays, their exact complexity computed at
+once (``counting.complexity_arrays``) and those inside the bands kept, in draw order, until ``n``
 distinct configs are found. The same (space, seed, constraints, batch_size) gives the same models.
 """
 
@@ -93,17 +91,13 @@ def _sorted_uniform(rng: np.random.Generator, n_values: int, s: int, n: int) -> 
 def _draw_anynet(space: AnyNetSpace, rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], int]:
     """Draw n configs as (n, S) arrays; returns the arrays of the compatible ones and their count."""
     s = space.num_stages
-    ok = np.ones(n, dtype=bool)
-    if space.depths_increasing:
-        di, ok_d = _sorted_uniform(rng, space.max_depth, s, n)
-        ok &= ok_d
-    else:
-        di = rng.integers(0, space.max_depth, size=(n, s))
-    if space.widths_increasing:
-        wi, ok_w = _sorted_uniform(rng, space.width_values, s, n)
-        ok &= ok_w
-    else:
-        wi = rng.integers(0, space.width_values, size=(n, s))
+
+    def indices(n_values: int, increasing: bool) -> tuple[np.ndarray, np.ndarray]:
+        return _sorted_uniform(rng, n_values, s, n) if increasing else (rng.integers(0, n_values, (n, s)), True)
+
+    di, ok_d = indices(space.max_depth, space.depths_increasing)
+    wi, ok_w = indices(space.width_values, space.widths_increasing)
+    ok = np.ones(n, dtype=bool) & ok_d & ok_w
     bs, gs = np.asarray(space.bottleneck_ratios), np.asarray(space.group_widths)
     b = bs[rng.integers(0, len(bs), size=(n, 1) if space.shared_b else (n, s))] * np.ones((1, s), np.int64)
     g = gs[rng.integers(0, len(gs), size=(n, 1) if space.shared_g else (n, s))] * np.ones((1, s), np.int64)
@@ -180,6 +174,7 @@ def sample(
     result = SampleResult(space, [], settings={
         "seed": seed, "resolution": resolution, "in_chans": in_chans, "num_classes": num_classes,
         **{m: list(b) if b else None for m, b in bands.items()}})
+    draw_fn, make = (_draw_anynet, _anynet_cfg) if isinstance(space, AnyNetSpace) else (_draw_regnet, _regnet_cfg)
     seen: set = set()
     while len(result.samples) < n:
         if result.drawn >= max_candidates:
@@ -188,7 +183,7 @@ def sample(
                 f"({result.compatible} compatible, {result.in_band} in the complexity bands "
                 f"{ {m: b for m, b in bands.items() if b} }); widen the bands or raise max_candidates")
         m = min(batch_size, max_candidates - result.drawn)
-        draw, n_ok = _draw_anynet(space, rng, m) if space.kind == "anynet" else _draw_regnet(space, rng, m)
+        draw, n_ok = draw_fn(space, rng, m)
         result.drawn += m
         result.compatible += n_ok
         if not n_ok:
@@ -202,7 +197,6 @@ def sample(
             if band:
                 keep &= (cx[metric] >= band[0]) & (cx[metric] <= band[1])
         result.in_band += int(keep.sum())
-        make = _anynet_cfg if space.kind == "anynet" else _regnet_cfg
         for j in np.flatnonzero(keep):
             row = {k: v[j] for k, v in draw.items()}
             cfg, design = make(space, row)

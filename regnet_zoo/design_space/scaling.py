@@ -1,17 +1,10 @@
 """Complexity scaling across model families: activations and parameters vs flops (paper Sec. 5).
 
-``strategy_curves`` does the same for one model scaled by each strategy of Dollár et al. 2021
-(``regnet_zoo.scaler``): the fitted activation exponent next to the strategy's e_d + e_w/2 + e_r.
-
-The paper observes that across the best RegNets activations grow like flops^0.5 (and params about
-linearly), while for EfficientNet B0-B7 activations grow about linearly with flops, which makes
-EfficientNet slow on GPUs. ``power_law`` fits y = c * x^k by least squares in log-log space.
-
-Counting conventions (the paper code's): flops = multiply-adds of conv and linear layers,
-params = all learnable parameters, acts = output elements of every conv and linear layer.
-RegNets are counted analytically (``counting.model_complexity``, exact pycls numbers, 224 px).
-EfficientNets are traced at their native resolutions (224 ... 600 px) by
-``design_space.efficientnet``, imported on use (torch, timm).
+Across the best RegNets acts grow like flops^0.5, across EfficientNet B0-B7 about linearly (which
+makes EfficientNet slow on GPUs); ``strategy_curves`` fits the same for one model scaled by each
+strategy of Dollár et al. 2021 (``regnet_zoo.scaler``). Flops = multiply-adds of conv and linear
+layers, acts = their output elements (the paper code's conventions). RegNets are counted exactly
+(``counting.model_complexity``); EfficientNets are traced by ``design_space.efficientnet`` (imported on use).
 """
 
 from __future__ import annotations
@@ -50,18 +43,21 @@ def efficientnet_family(variants=range(8)) -> list[dict[str, Any]]:
     return [{"name": f"EfficientNet-B{b}", **efficientnet_complexity(b)} for b in variants]
 
 
+def _laws(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``rows`` with the power laws of their acts and params vs flops (``<metric>_exponent``, ``_coef``)."""
+    out: dict[str, Any] = {"models": rows}
+    flops = [r["flops"] for r in rows]
+    for metric in ("acts", "params"):
+        out[f"{metric}_exponent"], out[f"{metric}_coef"] = power_law(flops, [r[metric] for r in rows])
+    return out
+
+
 def scaling_table(include_efficientnet: bool = True) -> dict[str, Any]:
     """Per family: the models' complexity and the fitted exponents of acts and params vs flops."""
     families = {"RegNetX": regnet_family("x"), "RegNetY": regnet_family("y")}
     if include_efficientnet:
         families["EfficientNet"] = efficientnet_family()
-    out = {}
-    for fam, rows in families.items():
-        flops = [r["flops"] for r in rows]
-        ka, ca = power_law(flops, [r["acts"] for r in rows])
-        kp, cp = power_law(flops, [r["params"] for r in rows])
-        out[fam] = {"models": rows, "acts_exponent": ka, "acts_coef": ca, "params_exponent": kp, "params_coef": cp}
-    return out
+    return {fam: _laws(rows) for fam, rows in families.items()}
 
 
 def strategy_curves(
@@ -77,12 +73,7 @@ def strategy_curves(
     acts and params vs flops (``acts_exponent``), with the paper's ``expected_acts_exponent``."""
     out = {}
     for name in strategies:
-        rows = []
-        for f in factors:
-            sm = scale(model, f, name, alpha, resolution=resolution, scale_groups=scale_groups)
-            rows.append({"factor": float(f), "resolution": sm.resolution, **sm.complexity()})
-        flops = [r["flops"] for r in rows]
-        out[name] = {"models": rows, "expected_acts_exponent": get_strategy(name, alpha).acts_exponent,
-                     "acts_exponent": power_law(flops, [r["acts"] for r in rows])[0],
-                     "params_exponent": power_law(flops, [r["params"] for r in rows])[0]}
+        scaled = [scale(model, f, name, alpha, resolution=resolution, scale_groups=scale_groups) for f in factors]
+        rows = [{"factor": float(f), "resolution": sm.resolution, **sm.complexity()} for f, sm in zip(factors, scaled)]
+        out[name] = {**_laws(rows), "expected_acts_exponent": get_strategy(name, alpha).acts_exponent}
     return out

@@ -1,41 +1,29 @@
 """The paper's design spaces as data: AnyNetX_A..E, RegNetX (+ refinements) and the Y (SE) variants.
 
-Pure NumPy, no torch. A space holds its parameter ranges and constraints; ``sampling.sample``
-draws models from it and ``DesignSpace.size`` counts it. Conventions:
+Pure NumPy, no torch. ``sampling.sample`` draws models from a space and ``size`` counts it. Conventions:
 
 * ``b`` is the paper's bottleneck *ratio*: bottleneck width = block width / b, so a config's
   ``bot_mul`` (pycls' BOT_MUL) is ``1 / b``.
-* A block is *compatible* when its group width g divides its bottleneck width w/b and
-  g <= w/b, i.e. exactly when ``generator.adjust_block_compatibility`` would leave it unchanged.
-  AnyNet samplers reject incompatible configs (they would otherwise be silently altered, which
-  breaks the space's ordering constraints); RegNet samplers apply ``adjust_block_compatibility``
-  as the paper's code does when it builds a RegNet.
+* A block is *compatible* when its group width g divides its bottleneck width w/b and g <= w/b,
+  i.e. when ``generator.adjust_block_compatibility`` would leave it unchanged. AnyNet samplers
+  reject incompatible configs (altering them would break the space's ordering constraints);
+  RegNet samplers adjust them, as the paper's code does when it builds a RegNet.
 * Ranges the paper leaves open follow the paper's code (pycls ``sweep/config.py`` and
-  ``sweep/samplers.py``): w0 and wa are drawn log-uniformly from [8, 256) (quanta 8 and 0.1),
-  wm log-uniformly from its range (quantum 0.001), d uniformly, and a RegNet must have exactly
-  ``num_stages`` stages with no exponent skipped (pycls' ``NUM_STAGES`` constraint).
+  ``sweep/samplers.py``): see ``RegNetSpace`` and ``sampling``.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 SizeMethod = Literal["paper", "exact", "valid"]
 
-PAPER_BOTTLENECK_RATIOS = (1, 2, 4)
-PAPER_GROUP_WIDTHS = (1, 2, 4, 8, 16, 32)
-
 
 class UnknownSpaceError(ValueError):
     """A design-space name that is not defined (the message lists the closest names)."""
-
-
-def _check_choices(name: str, values: tuple[int, ...]) -> None:
-    if not values or any((not isinstance(v, int)) or v < 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty tuple of integers >= 1, got {values!r}")
 
 
 def _check_range(name: str, lo: float, hi: float, minimum: float) -> None:
@@ -43,50 +31,54 @@ def _check_range(name: str, lo: float, hi: float, minimum: float) -> None:
         raise ValueError(f"{name} range must satisfy {minimum} <= low <= high, got ({lo}, {hi})")
 
 
-@dataclass(frozen=True)
-class AnyNetSpace:
-    """AnyNetX-style space: ``num_stages`` stages, each with depth d_i, width w_i, ratio b_i, group g_i.
+def _check_method(method: str) -> None:
+    if method not in ("paper", "exact", "valid"):
+        raise ValueError(f"method must be 'paper', 'exact' or 'valid', got {method!r}")
 
-    Attributes:
-        name, description: identification.
-        num_stages: stages per network (4 in the paper), every one with stride 2.
-        max_depth: d_i in 1..max_depth (16).
-        max_width: w_i a multiple of ``width_quantum`` in [quantum, max_width] (1024, 8).
-        bottleneck_ratios: allowed b_i (paper's ratio, bottleneck = w / b).
-        group_widths: allowed g_i (channels per group).
-        shared_b, shared_g: one b (AnyNetX_B) / one g (AnyNetX_C) for all stages.
-        widths_increasing, depths_increasing: w_{i+1} >= w_i (AnyNetX_D), d_{i+1} >= d_i (AnyNetX_E).
-        se_ratio: 0 for X blocks, 0.25 for Y blocks.
-        stem_width: stem output channels (32).
-    """
+
+@dataclass(frozen=True)
+class _Space:
+    """What AnyNet and RegNet spaces share: the block choices, every stage with stride 2."""
 
     name: str
     description: str = ""
-    num_stages: int = 4
-    max_depth: int = 16
-    max_width: int = 1024
-    width_quantum: int = 8
-    bottleneck_ratios: tuple[int, ...] = PAPER_BOTTLENECK_RATIOS
-    group_widths: tuple[int, ...] = PAPER_GROUP_WIDTHS
-    shared_b: bool = False
-    shared_g: bool = False
-    widths_increasing: bool = False
-    depths_increasing: bool = False
-    se_ratio: float = 0.0
-    stem_width: int = 32
-    kind: str = field(default="anynet", init=False)
+    bottleneck_ratios: tuple[int, ...] = (1, 2, 4)  # allowed b (bottleneck = w / b)
+    group_widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # allowed g (channels per group)
+    se_ratio: float = 0.0  # 0 for X blocks, 0.25 for Y blocks
+    stem_width: int = 32  # stem output channels
 
     def __post_init__(self) -> None:
-        for name in ("num_stages", "max_depth", "width_quantum", "stem_width"):
+        for name in ("bottleneck_ratios", "group_widths"):
+            values = getattr(self, name)
+            if not values or any((not isinstance(v, int)) or v < 1 for v in values):
+                raise ValueError(f"{name} must be a non-empty tuple of integers >= 1, got {values!r}")
+        if not 0 <= self.se_ratio < 1:
+            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
+        if not isinstance(self.stem_width, int) or self.stem_width < 1:
+            raise ValueError(f"stem_width must be an integer >= 1, got {self.stem_width!r}")
+
+
+@dataclass(frozen=True)
+class AnyNetSpace(_Space):
+    """AnyNetX-style space: ``num_stages`` stages, each with depth d_i, width w_i, ratio b_i, group g_i."""
+
+    num_stages: int = 4
+    max_depth: int = 16  # d_i in 1..max_depth
+    max_width: int = 1024  # w_i a multiple of width_quantum in [width_quantum, max_width]
+    width_quantum: int = 8
+    shared_b: bool = False  # one b for all stages (AnyNetX_B)
+    shared_g: bool = False  # one g for all stages (AnyNetX_C)
+    widths_increasing: bool = False  # w_{i+1} >= w_i (AnyNetX_D)
+    depths_increasing: bool = False  # d_{i+1} >= d_i (AnyNetX_E)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("num_stages", "max_depth", "width_quantum"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.max_width < self.width_quantum or self.max_width % self.width_quantum:
             raise ValueError(f"max_width must be a multiple of width_quantum={self.width_quantum}, "
                              f"got {self.max_width!r}")
-        _check_choices("bottleneck_ratios", self.bottleneck_ratios)
-        _check_choices("group_widths", self.group_widths)
-        if not 0 <= self.se_ratio < 1:
-            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
 
     @property
     def width_values(self) -> int:
@@ -95,13 +87,9 @@ class AnyNetSpace:
 
     def valid_width_counts(self) -> dict[tuple[int, int], int]:
         """(b, g) -> number of allowed widths w whose block (w, b, g) is compatible."""
-        q = self.width_quantum
-        out = {}
-        for b in self.bottleneck_ratios:
-            for g in self.group_widths:
-                out[(b, g)] = sum(1 for w in range(q, self.max_width + 1, q)
-                                  if w % b == 0 and w // b >= g and (w // b) % g == 0)
-        return out
+        widths = range(self.width_quantum, self.max_width + 1, self.width_quantum)
+        return {(b, g): sum(1 for w in widths if w % b == 0 and w // b >= g and (w // b) % g == 0)
+                for b in self.bottleneck_ratios for g in self.group_widths}
 
     def size(self, method: SizeMethod = "paper") -> int:
         """Number of configurations in the space.
@@ -113,12 +101,11 @@ class AnyNetSpace:
         s, nd, nw = self.num_stages, self.max_depth, self.width_values
         nb, ng = len(self.bottleneck_ratios), len(self.group_widths)
         n_order = int(self.widths_increasing) + int(self.depths_increasing)
+        _check_method(method)
         if method == "paper":
             per_stage = nd * nw * (1 if self.shared_b else nb) * (1 if self.shared_g else ng)
             shared = (nb if self.shared_b else 1) * (ng if self.shared_g else 1)
             return per_stage ** s * shared // math.factorial(s) ** n_order
-        if method not in ("exact", "valid"):
-            raise ValueError(f"method must be 'paper', 'exact' or 'valid', got {method!r}")
         counts = self.valid_width_counts() if method == "valid" else {
             (b, g): nw for b in self.bottleneck_ratios for g in self.group_widths}
 
@@ -139,38 +126,25 @@ class AnyNetSpace:
 
 
 @dataclass(frozen=True)
-class RegNetSpace:
+class RegNetSpace(_Space):
     """RegNet space: d, w0, wa, wm (+ b, g shared by all stages) through the quantized-linear generator.
 
-    Attributes:
-        depth: (low, high) of d, inclusive (paper: d < 64).
-        w0: (low, high) of w0, inclusive, multiples of ``q`` (paper: w0 < 256).
-        wa: (low, high) of wa, quantum ``wa_quantum`` (paper: wa < 256).
-        wm: (low, high) of wm, quantum ``wm_quantum`` (paper: 1.5 <= wm <= 3; refinement wm >= 2).
-        w0_equals_wa: refinement w0 = wa (then u_j = wa * (j + 1)).
-        num_stages: (low, high) allowed stage counts; configs that skip an exponent are rejected.
-        bottleneck_ratios, group_widths, se_ratio, stem_width: as in ``AnyNetSpace``.
-        q: width quantum of the generator (8).
+    Ranges are inclusive (low, high); the sampler draws d uniformly and w0, wa, wm log-uniformly at
+    their quanta (pycls' ``regnet_sampler``).
     """
 
-    name: str
-    description: str = ""
-    depth: tuple[int, int] = (1, 63)
-    w0: tuple[int, int] = (8, 248)
-    wa: tuple[float, float] = (8.0, 255.9)
-    wm: tuple[float, float] = (1.5, 3.0)
-    w0_equals_wa: bool = False
-    num_stages: tuple[int, int] = (4, 4)
-    bottleneck_ratios: tuple[int, ...] = PAPER_BOTTLENECK_RATIOS
-    group_widths: tuple[int, ...] = PAPER_GROUP_WIDTHS
-    se_ratio: float = 0.0
-    stem_width: int = 32
-    q: int = 8
+    depth: tuple[int, int] = (1, 63)  # paper: d < 64
+    w0: tuple[int, int] = (8, 248)  # multiples of q; paper: w0 < 256
+    wa: tuple[float, float] = (8.0, 255.9)  # paper: wa < 256
+    wm: tuple[float, float] = (1.5, 3.0)  # paper: 1.5 <= wm <= 3; refinement wm >= 2
+    w0_equals_wa: bool = False  # refinement w0 = wa (then u_j = wa * (j + 1))
+    num_stages: tuple[int, int] = (4, 4)  # allowed stage counts; configs that skip an exponent are rejected
+    q: int = 8  # width quantum of the generator
     wa_quantum: float = 0.1
     wm_quantum: float = 0.001
-    kind: str = field(default="regnet", init=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_range("depth", *self.depth, 1)
         _check_range("w0", *self.w0, self.q)
         if self.w0[0] % self.q or self.w0[1] % self.q:
@@ -179,17 +153,6 @@ class RegNetSpace:
         if not 1 < self.wm[0] <= self.wm[1]:
             raise ValueError(f"wm range must satisfy 1 < low <= high, got {self.wm}")
         _check_range("num_stages", *self.num_stages, 1)
-        _check_choices("bottleneck_ratios", self.bottleneck_ratios)
-        _check_choices("group_widths", self.group_widths)
-        if not 0 <= self.se_ratio < 1:
-            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio!r}")
-
-    def _levels(self) -> tuple[int, int, int, int]:
-        nd = self.depth[1] - self.depth[0] + 1
-        nw0 = (self.w0[1] - self.w0[0]) // self.q + 1
-        nwa = 1 if self.w0_equals_wa else round((self.wa[1] - self.wa[0]) / self.wa_quantum) + 1
-        nwm = round((self.wm[1] - self.wm[0]) / self.wm_quantum) + 1
-        return nd, nw0, nwa, nwm
 
     def size(self, method: SizeMethod = "paper") -> int:
         """Number of configurations.
@@ -198,12 +161,14 @@ class RegNetSpace:
         free parameter with w0 = wa) times the b and g choices; ``"exact"`` (= ``"valid"``, as the
         generator makes every RegNet compatible): distinct parameter tuples at the sampler's quanta.
         """
+        _check_method(method)
         nb, ng = len(self.bottleneck_ratios), len(self.group_widths)
         if method == "paper":
             return 64 ** (3 if self.w0_equals_wa else 4) * nb * ng
-        if method not in ("exact", "valid"):
-            raise ValueError(f"method must be 'paper', 'exact' or 'valid', got {method!r}")
-        nd, nw0, nwa, nwm = self._levels()
+        nd = self.depth[1] - self.depth[0] + 1
+        nw0 = (self.w0[1] - self.w0[0]) // self.q + 1
+        nwa = 1 if self.w0_equals_wa else round((self.wa[1] - self.wa[0]) / self.wa_quantum) + 1
+        nwm = round((self.wm[1] - self.wm[0]) / self.wm_quantum) + 1
         return nd * nw0 * nwa * nwm * nb * ng
 
 
@@ -239,7 +204,7 @@ SPACES: dict[str, DesignSpace] = _build()
 
 def get_space(name: str | DesignSpace) -> DesignSpace:
     """The space called ``name`` (case-insensitive, ``-`` = ``_``); a space object passes through."""
-    if isinstance(name, (AnyNetSpace, RegNetSpace)):
+    if isinstance(name, _Space):
         return name
     key = str(name).strip().lower().replace("-", "_")
     if key in SPACES:
@@ -247,8 +212,3 @@ def get_space(name: str | DesignSpace) -> DesignSpace:
     close = difflib.get_close_matches(key, list(SPACES), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownSpaceError(f"unknown design space {name!r}{hint} (known: {', '.join(SPACES)})")
-
-
-def size_table(method: SizeMethod = "paper") -> dict[str, int]:
-    """Space name -> size, for every defined space."""
-    return {name: space.size(method) for name, space in SPACES.items()}

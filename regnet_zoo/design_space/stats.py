@@ -1,16 +1,7 @@
-"""Statistics of model populations: error EDFs, complexity-normalised EDFs, empirical bootstrap. No torch.
-
-* Error EDF (Radosavovic et al. 2019/2020): F(e) = (1/n) sum_i 1[e_i < e], the fraction of
-  models with error below e. A design space whose EDF lies to the left/above is better.
-* Normalised EDF ("On Network Design Spaces for Visual Recognition", Sec. 4): F(e) =
-  sum_i w_i 1[e_i < e] with per-model weights that make the complexity distribution uniform:
-  the complexity range is split into k bins and each of the m_j models of bin j gets weight
-  1 / (k' m_j), k' = number of non-empty bins.
-* Empirical bootstrap (paper Sec. 3.1; pycls ``analysis.get_filters``): resample a fraction
-  (25%) of the (value, error) pairs with replacement, keep the value of the lowest-error model,
-  repeat B times; the 2.5/50/97.5 percentiles give the 95% interval of the best model's value.
-* Comparing two populations (``compare_populations``): the mean EDF difference with a bootstrap
-  interval, the KS distance, and a one-sided Mann-Whitney U test (SciPy, imported on use).
+"""Statistics of model populations, no torch: error EDFs (Radosavovic et al. 2019/2020; a design space
+whose EDF lies left/above is better), complexity-normalised EDFs ("On Network Design Spaces for Visual
+Recognition", Sec. 4), the paper's empirical bootstrap (Sec. 3.1; pycls ``analysis.get_filters``) and
+the comparison of two populations (SciPy's Mann-Whitney U test, imported on use).
 """
 
 from __future__ import annotations
@@ -43,10 +34,8 @@ def edf(errors, at=None, weights=None) -> np.ndarray | tuple[np.ndarray, np.ndar
     xs, cum = e[order], np.cumsum(w[order])
     if at is None:
         return xs, cum
-    at = np.asarray(at, dtype=np.float64)
-    # strict inequality: F(e) counts models with error < e
-    idx = np.searchsorted(xs, at, side="left")
-    return np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0)
+    # F(e) counts the models with error < e: the cumulative weight before e's left insertion point
+    return np.concatenate([[0.0], cum])[np.searchsorted(xs, np.asarray(at, dtype=np.float64), side="left")]
 
 
 def complexity_edges(*complexities, bins: int = 10, log: bool = True) -> np.ndarray:
@@ -102,7 +91,7 @@ def complexity_weights(complexity, bins: int = 10, log: bool = True, *, edges=No
 
 
 def normalized_edf(errors, complexity, at=None, bins: int = 10, log: bool = True, *, edges=None):
-    """Complexity-normalised error EDF (see module docstring); same returns as ``edf``.
+    """``edf`` weighted by ``complexity_weights``: the complexity distribution made uniform.
 
     Pass ``edges=complexity_edges(c_a, c_b, ...)`` to compare several populations."""
     return edf(errors, at=at, weights=complexity_weights(complexity, bins, log, edges=edges))
@@ -118,10 +107,8 @@ def ks_statistic(errors_a, errors_b) -> float:
 def _dominance_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``edf_dominance`` of each row pair of a (r, n_a) and b (r, n_b): with F including the point,
     mean_g F_a(g) - F_b(g) over the pooled row g equals sum_{g, i} 1[a_i <= g] / (n_a N) minus the same for b."""
-    pooled = np.concatenate([a, b], axis=1)
-    n = pooled.shape[1]
-    fa = (pooled[:, None, :] >= a[:, :, None]).sum(axis=(1, 2)) / (a.shape[1] * n)
-    fb = (pooled[:, None, :] >= b[:, :, None]).sum(axis=(1, 2)) / (b.shape[1] * n)
+    pooled = np.concatenate([a, b], axis=1)[:, None, :]
+    fa, fb = ((pooled >= x[:, :, None]).sum(axis=(1, 2)) / (x.shape[1] * pooled.shape[2]) for x in (a, b))
     return fa - fb
 
 
@@ -195,10 +182,11 @@ def bootstrap_best(
     alpha: float = 0.05,
     seed: int | None = 0,
 ) -> BootstrapInterval:
-    """Empirical bootstrap of the best model's value of one parameter (see module docstring).
+    """Empirical bootstrap of the best model's value of one parameter.
 
     Each of ``n_boot`` resamples draws ``max(1, round(fraction * n))`` (value, error) pairs with
-    replacement (``fraction > 1`` means that many pairs) and keeps the value of the lowest error.
+    replacement (``fraction > 1`` means that many pairs) and keeps the value of the lowest error;
+    the alpha/2, 50% and 1 - alpha/2 percentiles of those values are the interval and ``best``.
     """
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     e = _errors(errors)

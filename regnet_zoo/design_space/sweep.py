@@ -1,72 +1,74 @@
 """Sweep runner: train every trial briefly with the Lightning recipe and record its error.
 
-``run_trial`` (one trial: ``RegNetClassifier`` fitted by a plain ``lightning.Trainer``) is shared by
-``run_sweep`` (worker processes on this machine) and ``ray_runner.run_sweep_ray``; both append to a
-resumable ``<out>/results.jsonl``. Worker processes end with their parent: a sweep killed with -9
-leaves no orphan trainers. torch and Lightning are imported inside the trial function only.
+``run_trial`` (one trial: ``RegNetClassifier`` fitted by a plain ``lightning.Trainer``) runs in worker
+processes on this machine (``run_sweep``) or as Ray tasks (``run_sweep_ray``: a cluster or a local Ray
+instance; ``pip install regnet-zoo[ray]``). Either way the driver appends each result to a resumable
+``<out>/results.jsonl`` as it arrives, so workers need no shared file system. A sweep killed with -9
+leaves nothing running: local workers end with their parent, and a local Ray instance started here
+ends with its driver (Ray fate-shares raylet and GCS with it on Linux; its dashboard and runtime-env
+agents, which hang on exit when the raylet vanishes, are killed by a small reaper process,
+``reap_ray_descendants``). torch, Lightning and Ray are imported when a trial runs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
+import functools
 import logging
 import multiprocessing
 import os
 import platform
 import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from regnet_zoo.design_space.records import RESULTS_NAME, SweepFileError, append_jsonl, finished_ids, read_jsonl
 
-log = logging.getLogger(__name__)
+
+def _batches(text: str) -> int | float:
+    """A Lightning ``limit_*_batches`` from the command line: a count (>= 1) or a fraction of the batches."""
+    value = float(text)
+    return int(value) if value >= 1 else value
+
+
+def _setting(default: Any, help: str, **cli: Any) -> Any:
+    """A ``TrainSettings`` field; its metadata is its ``sweep train`` option (``help``, ``type``, ``flag``)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How each trial is trained (the same for every trial of a sweep).
+    """How each trial is trained (the same for every trial of a sweep); each field's help says what it is."""
 
-    Attributes:
-        data: ``"digits"`` (scikit-learn's embedded digits) or an ImageFolder root (train/, val/).
-        epochs: training epochs per model (the schedule length too).
-        batch_size: images per step.
-        base_lr: learning rate per ``reference_batch_size`` (128) images, scaled with the batch.
-        warmup_epochs: linear warmup (the recipe's 5 epochs are too long for short sweeps).
-        zero_init_last: zero-init the last BN of every residual branch, so each block starts as the
-            identity; keeps deep sampled nets (up to 64 blocks) trainable in a few epochs.
-        weight_decay: SGD weight decay.
-        image_size: input side in pixels; None uses each trial's sampling resolution.
-        seed: seed of weights init and data order (the same for every trial).
-        threads: torch intra-op threads per trial.
-        augment: the digits' random affine jitter.
-        accelerator: Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
-        num_workers: data loader worker processes per trial (0: load in the trial's process).
-        limit_train_batches, limit_val_batches: Lightning's limits (smoke tests); None = all.
-    """
-
-    data: str = "digits"
-    epochs: int = 5
-    batch_size: int = 64
-    base_lr: float = 0.2
-    warmup_epochs: float = 1.0
-    zero_init_last: bool = True
-    weight_decay: float = 5e-5
-    image_size: int | None = None
-    seed: int = 0
-    threads: int = 1
-    augment: bool = False
-    accelerator: str = "cpu"
-    num_workers: int = 0
-    limit_train_batches: int | float | None = None
-    limit_val_batches: int | float | None = None
+    data: str = _setting("digits", "'digits' (scikit-learn's embedded 8x8 digits) or an image folder with "
+                                   "train/ and val/")
+    epochs: int = _setting(5, "training epochs per model (the schedule length too)")
+    batch_size: int = _setting(64, "images per step")
+    base_lr: float = _setting(0.2, "base LR per 128 images (scaled with the batch)", flag="--lr")
+    warmup_epochs: float = _setting(1.0, "linear warmup epochs (the recipe's 5 are too long for short sweeps)")
+    zero_init_last: bool = _setting(True, "zero-init each residual branch's last BN, so every block starts as "
+                                          "the identity (default on: deep nets train in few epochs)")
+    weight_decay: float = _setting(5e-5, "SGD weight decay")
+    image_size: int | None = _setting(None, "input side in pixels (default: each trial's sampling resolution; "
+                                            "sample at 32 px for the digits)", type=int)
+    seed: int = _setting(0, "seed of weights init and data order (the same for every trial)")
+    threads: int = _setting(1, "torch threads per trial (= Ray CPUs per trial)")
+    augment: bool = _setting(False, "random affine jitter of the digits")
+    accelerator: str = _setting("cpu", "Lightning accelerator: cpu, gpu, auto")
+    num_workers: int = _setting(0, "data loader workers per trial (0: load in the trial's process)")
+    limit_train_batches: int | float | None = _setting(None, "(smoke tests) batches per epoch, a count or a "
+                                                             "fraction (default: all)", type=_batches)
+    limit_val_batches: int | float | None = _setting(None, "(smoke tests) validation batches", type=_batches)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "threads"):
@@ -94,20 +96,7 @@ def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
-    warnings.filterwarnings("ignore", message=".*LitLogger.*")
-
-
-def _data_module(settings: TrainSettings, image_size: int, in_chans: int):
-    if settings.data == "digits":
-        from regnet_zoo.lightning import DigitsDataModule
-
-        return DigitsDataModule(image_size=image_size, batch_size=settings.batch_size, seed=settings.seed,
-                                in_chans=in_chans, augment=settings.augment, num_workers=settings.num_workers)
-    from regnet_zoo.lightning import ImageFolderDataModule
-
-    return ImageFolderDataModule(root=settings.data, image_size=image_size, batch_size=settings.batch_size,
-                                 num_workers=settings.num_workers, pin_memory=False, seed=settings.seed)
+    warnings.filterwarnings("ignore", message=".*litlogger.*")  # case-insensitive: LitLogger too
 
 
 def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -> dict[str, Any]:
@@ -117,22 +106,24 @@ def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -
     ``train_loss``, ``train_time_s`` (fit wall time), ``time_s`` (whole trial), ``epochs``,
     ``settings``, ``host``, ``finished_at`` (Unix time).
     """
+    _quiet_lightning()  # before Lightning is imported
     import lightning as L
     import torch
 
-    from regnet_zoo.lightning import RegNetClassifier
+    from regnet_zoo.lightning import DigitsDataModule, ImageFolderDataModule, RegNetClassifier
 
     settings = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
-    _quiet_lightning()
     torch.set_num_threads(settings.threads)
     t0 = time.perf_counter()
     L.seed_everything(settings.seed, verbose=False)
-    image_size = settings.image_size or int(trial["resolution"])
     in_chans = int(trial.get("in_chans", 3))
     model = RegNetClassifier(model=trial["cfg"], num_classes=int(trial["num_classes"]), in_chans=in_chans,
                              base_lr=settings.base_lr, warmup_epochs=settings.warmup_epochs,
                              weight_decay=settings.weight_decay, zero_init_last=settings.zero_init_last)
-    data = _data_module(settings, image_size, in_chans)
+    loading = {"image_size": settings.image_size or int(trial["resolution"]), "batch_size": settings.batch_size,
+               "seed": settings.seed, "num_workers": settings.num_workers}
+    data = DigitsDataModule(in_chans=in_chans, augment=settings.augment, **loading) if settings.data == "digits" \
+        else ImageFolderDataModule(root=settings.data, pin_memory=False, **loading)
     trainer = L.Trainer(
         max_epochs=settings.epochs, accelerator=settings.accelerator, devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -160,20 +151,17 @@ def run_trial(trial: dict[str, Any], settings: dict[str, Any] | TrainSettings) -
     }
 
 
-def failed_record(trial: dict[str, Any], settings: TrainSettings, exc: BaseException | str) -> dict[str, Any]:
+def failed_record(trial: dict[str, Any], settings: TrainSettings, exc: BaseException) -> dict[str, Any]:
     """The results line of a trial that raised (it is retried on the next run)."""
-    text = exc if isinstance(exc, str) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return {**trial, "status": "failed", "message": text[-2000:], "settings": settings.as_dict(),
             "host": platform.node(), "finished_at": time.time()}
 
 
 def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    """End this process as soon as ``parent_pid`` (the sweep that started it) is gone.
-
-    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); on every
-    platform a daemon thread also polls ``os.getppid()`` every ``poll_s`` seconds (an orphan is
-    re-parented, so the id changes) and exits at once. Called in each worker process at start.
-    """
+    """End this worker as soon as ``parent_pid`` (its sweep) is gone: the kernel sends SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``), and on every platform a daemon thread exits when ``os.getppid()`` changes
+    (checked every ``poll_s`` seconds)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
@@ -192,11 +180,44 @@ def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
 
 def _worker_init(threads: int, parent_pid: int) -> None:
     exit_with_parent(parent_pid)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before the trial imports torch
 
-    torch.set_num_threads(threads)
-    _quiet_lightning()
+
+def _proc_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...; Linux)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _ray_descendants(root: int) -> dict[int, str]:
+    """Ray processes (``ray`` in the command line) below ``root``: pid -> start time (Linux /proc)."""
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stats[int(d.name)] = _proc_stat(d.name)
+    out, todo = {}, [root]
+    while todo:
+        parent = str(todo.pop())
+        for child in [c for c, stat in stats.items() if stat[1] == parent]:
+            todo.append(child)
+            with contextlib.suppress(OSError):
+                if b"ray" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out[child] = stats[child][19]  # start time: a reused pid is not killed
+    return out
+
+
+def reap_ray_descendants(driver: int, poll_s: float = 0.5) -> None:
+    """Run in a child of ``driver``: note the driver's Ray descendants every ``poll_s`` s and, once the
+    driver is gone, SIGKILL those still alive (same pid and start time). Linux only."""
+    known: dict[int, str] = {}
+    while os.getppid() == driver:
+        known.update(_ray_descendants(driver))
+        known.pop(os.getpid(), None)
+        time.sleep(poll_s)
+    for pid, started in known.items():
+        with contextlib.suppress(OSError, IndexError):
+            if _proc_stat(pid)[19] == started:
+                os.kill(pid, signal.SIGKILL)
 
 
 DIGITS_IMAGES = 1797  # scikit-learn's digits: 8 x 8 px each
@@ -227,7 +248,7 @@ def digits_size_warning(trials: list[dict[str, Any]], settings: TrainSettings) -
 
 @dataclass
 class SweepSummary:
-    """What one ``run_sweep`` call did."""
+    """What one ``run_sweep`` or ``run_sweep_ray`` call did."""
 
     total: int  # trials in the list
     skipped: int  # already finished before this run
@@ -262,14 +283,62 @@ def pending_trials(trials: list[dict[str, Any]], results_path: Path,
     if settings is not None:
         want = _recipe(settings)
         for r in results:
-            if r.get("status") == "ok" and "settings" in r and _recipe(r["settings"]) != want:
-                was = _recipe(r["settings"])
+            was = _recipe(r["settings"]) if r.get("status") == "ok" and "settings" in r else want
+            if was != want:
                 diff = {k: (was.get(k), want.get(k)) for k in sorted(set(was) | set(want)) if was.get(k) != want.get(k)}
                 raise SweepFileError(
                     f"{results_path}: trial {r.get('id')!r} was trained with other settings {diff} "
                     "(results: was, now); use another --out folder or the same settings")
     todo = [t for t in trials if t["id"] not in done]
     return todo, len(trials) - len(todo)
+
+
+# what an engine yields as trials finish: (trial, a call returning its record or raising its error)
+Results = Iterator[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]
+
+
+def _sweep(trials: list[dict[str, Any]], out_dir: str | os.PathLike, settings: TrainSettings | None,
+           engine: Callable[[list[dict[str, Any]], TrainSettings], Results],
+           on_result: Callable[[dict[str, Any]], None] | None) -> SweepSummary:
+    """Both engines' driver: runs ``engine`` on the pending trials and appends each record (or its
+    ``failed_record``) to ``<out_dir>/results.jsonl`` the moment it finishes, then calls ``on_result``."""
+    settings = settings or TrainSettings()
+    results_path = Path(out_dir) / RESULTS_NAME
+    todo, skipped = pending_trials(trials, results_path, settings)
+    if (msg := digits_size_warning(todo, settings)) is not None:
+        warnings.warn(msg, LargeDigitsWarning, stacklevel=3)
+    t0 = time.perf_counter()
+    finished = failed = 0
+    if todo:
+        with contextlib.closing(engine(todo, settings)) as results:
+            for trial, result in results:
+                try:
+                    rec = result()
+                except Exception as e:  # noqa: BLE001 (a failing model must not stop the sweep)
+                    rec = failed_record(trial, settings, e)
+                append_jsonl(results_path, rec)
+                finished += rec["status"] == "ok"
+                failed += rec["status"] != "ok"
+                if on_result is not None:
+                    on_result(rec)
+    return SweepSummary(len(trials), skipped, finished, failed, results_path, time.perf_counter() - t0)
+
+
+def _local_results(todo: list[dict[str, Any]], settings: TrainSettings, workers: int) -> Results:
+    if workers == 0:
+        for t in todo:
+            yield t, functools.partial(run_trial, t, settings)
+        return
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_worker_init, initargs=(settings.threads, os.getpid()))
+    try:
+        futures = {pool.submit(run_trial, t, settings): t for t in todo}
+        for fut in cf.as_completed(futures):
+            yield futures[fut], fut.result
+    except BaseException:  # also GeneratorExit: the driver stopped early
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_sweep(
@@ -280,51 +349,62 @@ def run_sweep(
     workers: int = 1,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepSummary:
-    """Train the pending trials, ``workers`` processes at a time (0: in this process).
-
-    Each finished trial is appended to ``<out_dir>/results.jsonl`` at once (durable line);
-    ``on_result`` is called with each record (progress reporting).
-    """
-    settings = settings or TrainSettings()
+    """Train the pending trials, ``workers`` processes at a time (0: in this process); each record is
+    appended to ``<out_dir>/results.jsonl`` as it finishes (a durable line) and passed to ``on_result``."""
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
-    out = Path(out_dir)
-    results_path = out / RESULTS_NAME
-    todo, skipped = pending_trials(trials, results_path, settings)
-    if (msg := digits_size_warning(todo, settings)) is not None:
-        warnings.warn(msg, LargeDigitsWarning, stacklevel=2)
-    t0 = time.perf_counter()
-    finished = failed = 0
+    return _sweep(trials, out_dir, settings, functools.partial(_local_results, workers=workers), on_result)
 
-    def record(rec: dict[str, Any]) -> None:
-        nonlocal finished, failed
-        append_jsonl(results_path, rec)
-        finished += rec["status"] == "ok"
-        failed += rec["status"] != "ok"
-        if on_result is not None:
-            on_result(rec)
 
-    if workers == 0:
-        for t in todo:
-            try:
-                rec = run_trial(t, settings)
-            except Exception as e:  # noqa: BLE001 (a failing model must not stop the sweep)
-                rec = failed_record(t, settings, e)
-            record(rec)
-    elif todo:
-        ctx = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(settings.threads, os.getpid()))
-        try:
-            futures = {pool.submit(run_trial, t, settings.as_dict()): t for t in todo}
-            for fut in cf.as_completed(futures):
-                try:
-                    rec = fut.result()
-                except Exception as e:  # noqa: BLE001
-                    rec = failed_record(futures[fut], settings, e)
-                record(rec)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-    return SweepSummary(len(trials), skipped, finished, failed, results_path, time.perf_counter() - t0)
+def _ray_results(todo: list[dict[str, Any]], settings: TrainSettings, *, address: str | None,
+                 num_cpus: int | None, cpus_per_trial: int | None, gpus_per_trial: float,
+                 max_concurrent: int) -> Results:
+    import ray
+
+    started_here = not ray.is_initialized()
+    reaper = None
+    if started_here and not address and sys.platform.startswith("linux"):
+        code = f"from regnet_zoo.design_space.sweep import reap_ray_descendants; reap_ray_descendants({os.getpid()})"
+        reaper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if started_here and address:
+            ray.init(address=address)
+        elif started_here:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        task = ray.remote(num_cpus=cpus_per_trial or settings.threads, num_gpus=gpus_per_trial)(run_trial)
+        waiting, running = list(todo), {}
+        while waiting or running:
+            while waiting and len(running) < (max_concurrent or len(todo)):
+                trial = waiting.pop(0)
+                running[task.remote(trial, settings)] = trial
+            [ref], _ = ray.wait(list(running))
+            yield running.pop(ref), functools.partial(ray.get, ref)
+    finally:
+        if started_here:
+            ray.shutdown()
+        if reaper is not None:
+            reaper.terminate()
+            reaper.wait()
+
+
+def run_sweep_ray(
+    trials: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    settings: TrainSettings | None = None,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    cpus_per_trial: int | None = None,
+    gpus_per_trial: float = 0,
+    max_concurrent: int = 0,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepSummary:
+    """``run_sweep`` with each pending trial a Ray task of ``cpus_per_trial`` CPUs (default
+    ``settings.threads``) and ``gpus_per_trial`` GPUs, ``max_concurrent`` at a time (0: as resources allow).
+
+    ``address`` joins an existing cluster (``"auto"`` or ``"ray://host:10001"``); otherwise a local
+    Ray instance is started with ``num_cpus`` CPUs (all if None) unless one is already running.
+    """
+    engine = functools.partial(_ray_results, address=address, num_cpus=num_cpus, cpus_per_trial=cpus_per_trial,
+                               gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent)
+    return _sweep(trials, out_dir, settings, engine, on_result)

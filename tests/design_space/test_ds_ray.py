@@ -1,4 +1,4 @@
-"""The same trial function on Ray Tune, with a local Ray instance (2 CPUs, no dashboard)."""
+"""The same trial function as Ray tasks, on a local Ray instance (2 CPUs, no dashboard)."""
 
 import os
 import signal
@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # each test starts a local Ray instance (tens of seconds)
 
 
-def test_ray_tune_runs_pending_trials(tmp_path):
+def test_ray_runs_pending_trials(tmp_path):
     trials = tiny_trials(4)
     done = {**trials[0], "status": "ok", "error": 12.5, "settings": FAST.as_dict()}  # finished by an earlier run
     append_jsonl(tmp_path / "results.jsonl", done)
