@@ -52,7 +52,7 @@ def test_fuse_frozen_bn_detection_backbone(x200_weights):
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         for a, b in zip(fused(x).values(), backbone(x).values()):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # FPN sums: rounding grows with magnitude
 
 
 def test_inplace_and_train_mode():
