@@ -5,7 +5,7 @@ EfficientNet-B5 @456, in NCHW and channels_last, eager and ``torch.compile``d: i
 (batch 256, ``torch.autocast(bfloat16)``, ``inference_mode``) and of a training step (batch 128,
 autocast forward, backward, SGD step), each model's cases timed interleaved (``time_interleaved``),
 with the achieved FLOP/s. ``--cpu-smoke`` runs the same code on the CPU at a tiny size (RegNetX-200MF,
-batch 2, 64 px, eager only), so the script is exercised without a GPU.
+batch 2, 32 px, eager only), so the script is exercised without a GPU.
 
     python benchmarks/gpu_check.py --json benchmarks/results/gpu-check-cuda.json
     python benchmarks/gpu_check.py --cpu-smoke --json smoke.json
@@ -35,9 +35,9 @@ from regnet_zoo.inference.speed import LAYOUTS, time_interleaved  # noqa: E402
 from regnet_zoo.registry import get_entry  # noqa: E402
 
 GPU = dict(models=("regnetx_8.0gf", "regnety_4.0gf", "efficientnet_b5"), infer_batch=256, train_batch=128,
-           resolution=None, compile=(False, True), repeats=5, device="cuda")
-CPU_SMOKE = dict(models=("regnetx_200mf",), infer_batch=2, train_batch=2, resolution=64, compile=(False,),
-                 repeats=1, device="cpu")
+           resolution=None, compile=(False, True), warmup=2, repeats=5, device="cuda")
+CPU_SMOKE = dict(models=("regnetx_200mf",), infer_batch=2, train_batch=2, resolution=32, compile=(False,),
+                 warmup=1, repeats=1, device="cpu")
 
 
 def subjects(name: str, resolution: int | None) -> list[tuple[str, nn.Module, int, int]]:
@@ -97,7 +97,7 @@ def run(cfg: dict, log=print) -> dict:
                         fns[key], flops[key] = cases(base, x, compiled, mode == "train"), f * (3 if mode == "train"
                                                                                                else 1)
             start = time.perf_counter()
-            timings = time_interleaved(fns, batch, warmup=2, repeats=cfg["repeats"], sync=sync)
+            timings = time_interleaved(fns, batch, warmup=cfg["warmup"], repeats=cfg["repeats"], sync=sync)
             log(f"{name} {mode} batch {batch}: {len(fns)} cases in {time.perf_counter() - start:.0f} s")
             for key, t in timings.items():
                 rows.append(dict(model=name, mode=mode, case=key, batch=batch, images_per_s=t.images_per_s,

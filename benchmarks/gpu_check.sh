@@ -7,7 +7,7 @@
 #   2. a short `regnet-zoo fit` of the digits demo with --trainer.accelerator gpu --trainer.precision bf16-mixed
 #      -> $OUT_DIR/gpu-check-fit-cuda.json (exit status, wall time, validation top-1)
 # Usage: bash benchmarks/gpu_check.sh [--cpu-smoke]
-#   --cpu-smoke: the same steps on the CPU at a tiny size (1 model, batch 2, 64 px; a 2-batch fit), outputs
+#   --cpu-smoke: the same steps on the CPU at a tiny size (1 model, batch 2, 32 px; a 2-batch fit), outputs
 #   *-cpu-smoke.json; what the test suite runs. Env: PYTHON (default python), OUT_DIR (default benchmarks/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
