@@ -92,7 +92,8 @@ def input_channels(state_dict: Mapping[str, torch.Tensor], default: int = 3) -> 
     return int(w.shape[1]) if w is not None else default
 
 
-def _describe(model: nn.Module) -> str:
+def describe_model(model: nn.Module) -> str:
+    """How messages name a model: its architecture name, else its class and config."""
     arch = getattr(model, "pretrained_cfg", {}).get("architecture")
     if arch:
         return f"model {arch!r}"
@@ -131,7 +132,7 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
         "shape mismatches": [f"{k}: weights {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                              for k in sd if k in own and sd[k].shape != own[k].shape]}
     if any(problems.values()):
-        raise WeightsMismatchError(f"weights from {source} do not fit {_describe(model)}; " + "; ".join(
+        raise WeightsMismatchError(f"weights from {source} do not fit {describe_model(model)}; " + "; ".join(
             f"{what}: {', '.join(items[:8])}" + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
             for what, items in problems.items() if items))
     model.load_state_dict(sd, strict=False)
