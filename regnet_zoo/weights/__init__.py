@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 HF_HUB_PREFIX = "hf-hub:"  # model names of Hub repos: "hf-hub:org/name[@revision]" (timm's spelling)
+FORMATS = ("pycls", "torchvision", "transformers", "timm", "vissl")  # the layouts ``convert`` reads
 
 _LAZY = {
     "load_into": "apply", "read_state_dict": "apply", "Pretrained": "apply", "apply_weights": "apply",
@@ -33,4 +34,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'regnet_zoo.weights' has no attribute {name!r}")
 
 
-__all__ = ["HF_HUB_PREFIX", *sorted(_LAZY)]
+__all__ = ["FORMATS", "HF_HUB_PREFIX", *sorted(_LAZY)]

@@ -27,13 +27,14 @@ from regnet_zoo.config import AnyNetCfg
 from regnet_zoo.fileio import atomic_write
 from regnet_zoo.models import AnyNet, Bottleneck, Stem
 from regnet_zoo.registry import MODELS
+from regnet_zoo.weights import FORMATS
 from regnet_zoo.weights.apply import FIRST_CONV, describe_model, head_classes, input_channels
 from regnet_zoo.weights.errors import ExportError, WeightsError
 
 _log = logging.getLogger(__name__)
 
 EXPORT_LAYOUTS = ("torchvision", "transformers")
-# a key that identifies each format (after unwrapping and prefix removal)
+# a key that identifies each of FORMATS (after unwrapping and prefix removal)
 _ANCHORS = {
     "pycls": "s1.b1.f.a.weight",
     "torchvision": "stem.0.weight",
@@ -41,7 +42,6 @@ _ANCHORS = {
     "timm": "s1.b1.conv1.conv.weight",
     "vissl": "_feature_blocks.conv1.stem.0.weight",
 }
-FORMATS = tuple(_ANCHORS)
 _BLOCK = re.compile(r"^s(\d+)\.b(\d+)\.(.+)$")
 
 # module names -> ours (inside a block, or top-level)
