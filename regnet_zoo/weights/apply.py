@@ -104,9 +104,8 @@ def describe_model(model: nn.Module) -> str:
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state_dict`` (timm layout) into ``model``; ``source`` names where it came from.
 
-    Adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``) and drops a
-    classifier whose class count differs (the model keeps its fresh head, also when the weights have
-    none); anything else that does not fit raises ``WeightsMismatchError`` listing what differs.
+    Adapts the first conv to the model's ``in_chans`` (``adapt_input_conv``), keeps the model's fresh head when
+    the weights' class count differs (or they have none); any other misfit is a ``WeightsMismatchError``.
     """
     sd = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     own = model.state_dict()

@@ -42,9 +42,8 @@ def split_revision(repo: str) -> tuple[str, str | None]:
 def unreachable(url: str) -> str | None:
     """None when the server of ``url`` answers HTTP (any status), else why not ("http://h/ does not answer (...)").
 
-    One HEAD of the server's root through huggingface_hub's HTTP session (its proxies and certificates),
-    asked once per process: without network a download fails in seconds instead of after
-    huggingface_hub's retries (about 23 s; minutes when packets are dropped).
+    One HEAD of the server's root through huggingface_hub's session (its proxies, certificates), once per
+    process: without network a download fails in seconds, not after retries (23 s; minutes if packets drop).
     """
     parts = urlsplit(url)
     root = f"{parts.scheme}://{parts.netloc}/"
