@@ -87,14 +87,11 @@ def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     if "classy_state_dict" in obj:
         return _unwrap_classy(obj["classy_state_dict"])
     if "model_state" in obj:  # pycls: the better of model_state / ema_state, as pycls' load_checkpoint picks
-        test_err, ema_err = obj.get("test_err", 100), obj.get("ema_err", 100)
-        key = "ema_state" if "ema_state" in obj and ema_err < test_err else "model_state"
-        obj = obj[key]
-    else:
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
+        better_ema = "ema_state" in obj and obj.get("ema_err", 100) < obj.get("test_err", 100)
+        obj = obj["ema_state" if better_ema else "model_state"]
+    else:  # timm / Lightning wrappers, else a plain state dict
+        wrapped = [obj[k] for k in ("state_dict", "model", "model_state_dict") if isinstance(obj.get(k), Mapping)]
+        obj = wrapped[0] if wrapped else obj
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise WeightsError(f"checkpoint holds no tensors (keys: {', '.join(list(obj)[:8])})")
@@ -118,12 +115,8 @@ def _unwrap_classy(classy: Any) -> dict[str, torch.Tensor]:
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keep the tensors under the shortest prefix that holds a RegNet (e.g. Lightning's ``model.``)."""
-    prefixes = set()
-    for k in sd:
-        for anchor in _ANCHORS.values():
-            if k.endswith(anchor):
-                prefix = k[: -len(anchor)]
-                prefixes.add(prefix[: -len("regnet.")] if prefix.endswith("regnet.") else prefix)
+    prefixes = {k[: -len(anchor)].removesuffix("regnet.") for k in sd for anchor in _ANCHORS.values()
+                if k.endswith(anchor)}
     if not prefixes or "" in prefixes:
         return sd
     prefix = min(prefixes, key=len)
@@ -332,13 +325,9 @@ def save_tensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Non
 def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, out: str | os.PathLike) -> Export:
     """Write our model (or a state dict of any supported layout) in torchvision's or transformers' layout.
 
-    * ``to="torchvision"``: ``out`` is a ``.safetensors`` (or ``.pth`` / ``.pt``) file that
-      ``torchvision.models.<regnet_*>(num_classes=N).load_state_dict(..., strict=True)`` loads.
-    * ``to="transformers"``: ``out`` is a folder with ``config.json`` and ``model.safetensors``:
-      ``RegNetForImageClassification.from_pretrained(out)``.
-
-    Files are written atomically. Raises ``ExportError`` when the target cannot build the model (the
-    message names the rule), ``ValueError`` for an unknown ``to`` or an output name that does not fit.
+    ``to="torchvision"``: ``out`` is a ``.safetensors`` / ``.pth`` / ``.pt`` file (``Export.loader`` says how to
+    load it); ``to="transformers"``: a folder with ``config.json`` and ``model.safetensors``. Files are written
+    atomically. ``ExportError``: the target cannot build the model (the message names the rule).
     """
     if to not in EXPORT_LAYOUTS:
         raise ValueError(f"to must be one of {EXPORT_LAYOUTS}, got {to!r}")

@@ -49,8 +49,7 @@ def registry_entry_for(cfg: ModelCfg) -> ModelEntry | None:
 def timm_args_for(cfg: ModelCfg) -> tuple[str, dict[str, Any]] | None:
     """(timm architecture, model_args) building ``cfg`` in timm, or None if timm cannot express it.
 
-    timm's linear-output RegNet (RegNetZ) puts an activation before the pool where pycls' Z block
-    without head conv has none: such configs are not expressible.
+    (timm's RegNetZ has an activation before the pool where a pycls Z block without head conv has none.)
     """
     entry = registry_entry_for(cfg)
     if entry is not None and entry.timm_name:

@@ -190,10 +190,8 @@ def warn_if_non_commercial(license: str | None, what: str) -> None:
 def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per published (model, tag) of ``names`` (registry names or aliases; None: every model).
 
-    Rows follow ``names``' order, each model's default first. ``top1`` / ``top5``: percent on
-    ImageNet-1k val as first reported (None for trunk-only or 12k-head weights), at ``eval_size``
-    pixels; ``input_size`` etc.: the preprocessing the weights expect; ``hub_repo`` None: no Hub copy,
-    loaded from ``origin_url``. Imports no torch.
+    Each model's default first. ``top1`` / ``top5``: percent on ImageNet-1k val as first reported (None for
+    trunk-only or 12k-head weights) at ``eval_size`` pixels; ``hub_repo`` None: loaded from ``origin_url``.
     """
     manifest = load_manifest()
     models = list(MODELS) if names is None else [get_entry(n).name for n in names]

@@ -1,12 +1,9 @@
 """Weights from their original publication (the paper's pycls model zoo, torchvision), converted.
 
-``create(name, pretrained="pycls")`` downloads the paper's own ``.pyth`` checkpoint from
-``https://dl.fbaipublicfiles.com/pycls/...`` (base URL: ``$REGNET_ZOO_PYCLS_URL``), loads it with
-``torch.load(weights_only=True)`` and converts it (BGR -> RGB stem); ``pretrained="torchvision"``
-does the same with torchvision's V2 file (base URL: ``$REGNET_ZOO_TORCHVISION_URL``), whose name
-carries a sha256 prefix that is checked. Files are cached in ``cache_dir`` or torch's hub cache
-(``$TORCH_HOME/hub/checkpoints``, shared with torchvision). Downloads show a progress bar on a
-terminal (``endpoint.show_progress``); a server that does not answer fails at once.
+``pretrained="pycls"``: the paper's ``.pyth`` (base URL ``$REGNET_ZOO_PYCLS_URL``), BGR -> RGB stem;
+``pretrained="torchvision"``: torchvision's V2 file (base URL ``$REGNET_ZOO_TORCHVISION_URL``), whose name's
+sha256 prefix is checked. Read with ``torch.load(weights_only=True)``, cached in ``cache_dir`` or torch's hub
+cache (shared with torchvision); a progress bar on a terminal; a server that does not answer fails at once.
 """
 
 from __future__ import annotations
@@ -55,10 +52,7 @@ def origin_url(w: WeightsEntry) -> str:
 
 
 def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> str:
-    """Local path of the entry's original file (downloaded once, hash-checked when a hash is known).
-
-    Cached in ``cache_dir/regnet_zoo_origin``, else in torch's ``hub/checkpoints``.
-    """
+    """Local path of the entry's original file (downloaded once, hash-checked when a hash is known)."""
     url = origin_url(w)
     name = url.rsplit("/", 1)[-1].split("?")[0]
     dst = (Path(cache_dir) / "regnet_zoo_origin" if cache_dir else Path(torch.hub.get_dir()) / "checkpoints") / name
