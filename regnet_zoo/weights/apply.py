@@ -15,7 +15,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from regnet_zoo.weights.errors import WeightsError, WeightsMismatchError
-from regnet_zoo.weights.manifest import warn_if_non_commercial
+from regnet_zoo.weights.manifest import NON_COMMERCIAL_LICENSES
 
 _log = logging.getLogger(__name__)
 
@@ -138,10 +138,8 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
 
 
 def apply_weights(model: nn.Module, weights: Pretrained) -> None:
-    """Load ``weights`` into ``model`` (see ``load_into``) and merge their ``pretrained_cfg``.
-
-    Logs a warning when the weights' licence is non-commercial (SWAG, SEER).
-    """
+    """Load ``weights`` into ``model`` (``load_into``), merge their ``pretrained_cfg``; warns of non-commercial use."""
     load_into(model, weights.state_dict, weights.source)
     model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg, "num_classes": model.num_classes}
-    warn_if_non_commercial(model.pretrained_cfg.get("license"), f"weights from {weights.source}")
+    if (license := model.pretrained_cfg.get("license")) in NON_COMMERCIAL_LICENSES:
+        _log.warning("weights from %s: licence %s permits non-commercial use only", weights.source, license)

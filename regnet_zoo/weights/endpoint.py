@@ -1,7 +1,6 @@
 """Where the Hub is and whether to ask it: endpoint, offline mode, reachability, HTTP errors, progress bars.
 
-Environment variables are read when called (not only when huggingface_hub is imported).
-"""
+Environment variables are read when called, not only when huggingface_hub is imported."""
 
 from __future__ import annotations
 

@@ -57,12 +57,9 @@ def verify_file(path: str | os.PathLike, expected: str, *, what: str, why: str,
         raise ValueError(f"expected hash must be a sha256 or git sha1 hex digest, got {expected!r}")
     got = digest_fn(path)
     if got != expected:
-        removed = []
-        for p in remove:
-            p = os.fspath(p)
-            if os.path.lexists(p):
-                os.remove(p)
-                removed.append(p)
+        removed = [p for p in dict.fromkeys(map(os.fspath, remove)) if os.path.lexists(p)]
+        for p in removed:
+            os.remove(p)
         raise WeightsVerificationError(
             f"{what}: {algo} mismatch: expected {expected} ({why}), got {got}. "
             + (f"Removed the corrupt file ({', '.join(removed)}); run again to download it anew."

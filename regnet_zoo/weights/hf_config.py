@@ -112,16 +112,14 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise WeightsError(f"cannot read model config {path}: {e}") from e
 
 
-def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str | None]:
-    """(architecture, registry name or None) described by a config.json (ours or timm's)."""
+def cfg_from_config(config: dict[str, Any], where: str) -> ModelCfg:
+    """The architecture a config.json (ours or timm's) describes."""
     ours = config.get(CONFIG_KEY)
     if isinstance(ours, dict) and "cfg" in ours:
         try:
-            cfg = cfg_from_dict(ours["cfg"])
+            return cfg_from_dict(ours["cfg"])
         except (ValueError, TypeError, KeyError) as e:
             raise WeightsError(f"{where}: invalid '{CONFIG_KEY}.cfg' in config.json: {e}") from e
-        entry = registry_entry_for(cfg)
-        return cfg, entry.name if entry else None
     arch = config.get("architecture")
     if not isinstance(arch, str):
         raise WeightsError(f"{where}: config.json has neither '{CONFIG_KEY}' nor an 'architecture'")
@@ -138,9 +136,7 @@ def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str |
     changes = {ours: model_args[k] for k, ours in TIMM_REGNET_ARGS.items() if k in model_args}
     if "group_min_ratio" in model_args:
         changes["rounding"] = "torchvision" if model_args["group_min_ratio"] else "pycls"
-    cfg = dataclasses.replace(entry.cfg, **changes) if changes else entry.cfg
-    found = registry_entry_for(cfg)
-    return cfg, found.name if found else None
+    return dataclasses.replace(entry.cfg, **changes)
 
 
 def build_model(
@@ -156,7 +152,8 @@ def build_model(
 
     ``model_kwargs``: ``AnyNet`` arguments (None: the config's); ``pretrained_cfg``: added to the model's.
     """
-    cfg, name = cfg_from_config(config, source)
+    cfg = cfg_from_config(config, source)
+    name = getattr(registry_entry_for(cfg), "name", None)
     model_args = config.get("model_args") or {}
     kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
     kwargs.setdefault("num_classes", int(config.get("num_classes", model_args.get("num_classes", 1000))))

@@ -90,10 +90,8 @@ def hub_download(
         raise WeightsNotFoundError(f"no such weights: {reason}. {hint}".strip()) from e
     except HfHubHTTPError as e:  # 401, 403, 429, 5xx ... on the download itself
         raise http_error(e, what, repo_id, endpoint) from e
-    if sha256:
-        expected, why = sha256.lower(), "pinned in the weights manifest"
-    else:
-        expected, why = _hub_hash(path, repo_id, filename, revision, token), "the Hub's hash of the file"
+    expected, why = ((sha256, "pinned in the weights manifest") if sha256 else
+                     (_hub_hash(path, repo_id, filename, revision, token), "the Hub's hash of the file"))
     if expected is None:
         _log.warning("%s: no hash known to check it against (cache without symlinks, offline)", what)
     else:

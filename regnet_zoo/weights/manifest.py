@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from typing import Any
 
 from regnet_zoo.registry import MODELS, UnknownModelError, get_entry
 from regnet_zoo.weights.errors import WeightsError, WeightsNotFoundError
-
-_log = logging.getLogger(__name__)
 
 MANIFEST_ENV = "REGNET_ZOO_MANIFEST"
 DATA_PACKAGE = "regnet_zoo.weights_manifest"
@@ -179,12 +176,6 @@ def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
     if not entries:
         return f"{model} has no published weights"
     return f"weights of {model}: " + ", ".join(e.tag + (" (default)" if e.default else "") for e in entries)
-
-
-def warn_if_non_commercial(license: str | None, what: str) -> None:
-    """Log a warning when weights carry a non-commercial licence (``NON_COMMERCIAL_LICENSES``)."""
-    if license in NON_COMMERCIAL_LICENSES:
-        _log.warning("%s: licence %s permits non-commercial use only", what, license)
 
 
 def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:

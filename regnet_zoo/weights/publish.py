@@ -96,8 +96,7 @@ def from_pretrained(
 ) -> nn.Module:
     """Model saved by ``save_pretrained`` (a folder) or pushed to the Hub (``"org/repo"``), with its weights.
 
-    ``features_only`` / ``out_indices`` / ``feature_cls`` as in ``regnet_zoo.create``; ``kwargs`` go
-    to the model (``num_classes``, ``in_chans``, ``global_pool``, ``device``, ...; default: the saved ones).
+    Arguments as in ``regnet_zoo.create``; ``num_classes``, ``in_chans``, ``global_pool`` default to the saved ones.
     """
     folder = Path(path_or_repo)
     repo = os.fspath(path_or_repo)
