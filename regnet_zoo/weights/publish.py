@@ -161,8 +161,7 @@ def _published_entry(model: str | None, tag: str | None, num_classes: int) -> We
     """The manifest entry of published weights ``model.tag`` whose classifier the model still has, else None."""
     if model is None or not tag:
         return None
-    w = next((w for w in load_manifest().for_model(model) if w.tag == tag), None)
-    return w if w is not None and w.num_classes == num_classes else None
+    return next((w for w in load_manifest().for_model(model) if w.tag == tag and w.num_classes == num_classes), None)
 
 
 def _weights_line(pcfg: Mapping[str, Any], published: WeightsEntry | None) -> str:

@@ -60,11 +60,10 @@ def origin_file_cfg(path: str | os.PathLike, fmt: str) -> tuple[dict[str, Any], 
 
 def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.PathLike,
                        cache_dir: str | os.PathLike | None = None) -> Pretrained:
-    """Weights for ``entry`` from a local file, or (True / a tag) from the Hugging Face Hub.
+    """Weights for ``entry`` from a local file, or (True / a manifest tag) from the Hugging Face Hub.
 
-    Tags are the manifest's (``regnet-zoo list --pretrained``); the pseudo-tags ``"pycls"`` and
-    ``"torchvision"`` fetch the original files from the paper's / torchvision's URL and convert them,
-    as do tags without a Hub copy (torchvision's V1 weights, ``tv_in1k``).
+    The pseudo-tags ``"pycls"`` / ``"torchvision"`` and tags without a Hub copy (``tv_in1k``) fetch the original
+    file and convert it.
     """
     if is_path(pretrained):
         return read_weights(pretrained)
@@ -93,9 +92,8 @@ def create_from_hub(
 ) -> nn.Module:
     """``AnyNet`` of a Hub repo (``org/name[@revision]``) from its config.json; ``pretrained=True`` loads its weights.
 
-    ``regnet_zoo.create`` passes ``pretrained=True`` unless told otherwise (a repo names weights) and
-    wraps features itself; False builds the architecture alone (timm's default), a path loads that
-    file instead. ``model_kwargs`` go to ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
+    False builds the architecture alone (timm's default), a path loads that file instead; ``model_kwargs`` go to
+    ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
     """
     repo_id, revision = split_revision(repo)
     where = f"hf-hub:{repo}"
