@@ -10,14 +10,10 @@ from pathlib import Path
 
 def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
     """Flush a file's (or a folder's entries') data to disk; folders only where the OS supports it."""
-    if directory:
-        if not hasattr(os, "O_DIRECTORY"):  # Windows: folders cannot be opened for fsync
-            return
-        flags = os.O_RDONLY | os.O_DIRECTORY
-    else:
-        flags = os.O_RDWR  # Windows' fsync needs write access
-    try:
-        fd = os.open(path, flags)
+    if directory and not hasattr(os, "O_DIRECTORY"):  # Windows: folders cannot be opened for fsync
+        return
+    try:  # Windows' fsync of a file needs write access
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY if directory else os.O_RDWR)
     except OSError:
         if directory:
             return
@@ -35,11 +31,9 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[str],
                  encoding: str = "utf-8") -> Path:
     """Write ``path`` atomically and durably: readers see the old file or the complete new one, never a part.
 
-    ``content`` is the text (written with ``encoding``), the bytes, or a function ``write(tmp_path)``
-    that writes the file itself (e.g. ``lambda tmp: torch.save(obj, tmp)``). The data goes to a
-    temporary file in the same folder, which is fsynced and renamed over ``path`` (``os.replace``);
-    then the folder is fsynced (POSIX) so the rename survives a crash. On any error the temporary
-    file is removed and ``path`` is left as it was. Returns ``path``.
+    ``content``: the text (written with ``encoding``), the bytes, or a function ``write(tmp_path)`` (e.g.
+    ``lambda tmp: torch.save(obj, tmp)``). A temporary file in the same folder is fsynced and renamed over
+    ``path``, then the folder is fsynced (POSIX); on any error ``path`` is left as it was. Returns ``path``.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")

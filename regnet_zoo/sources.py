@@ -1,7 +1,6 @@
 """A model from whatever a user points at: NAME[.TAG], hf-hub:org/repo, a save_pretrained folder, a file.
 
-Above ``factory`` and ``weights`` (it builds with ``create``), below the command line: ``regnet-zoo
-push`` and ``regnet-zoo eval --weights`` use it, ``convert`` uses ``identify_model``.
+Above ``factory`` and ``weights``, below the command line (``push``, ``eval --weights``, ``convert``).
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ from regnet_zoo.weights.convert import registry_matches
 
 
 def identify_model(state_dict: dict, model: str | None = None) -> str | None:
-    """The registry model the weights are for: ``model`` if given, else the unique shape match (None: no match).
-
-    Several matches raise ``WeightsError`` (pass ``model``).
-    """
+    """The registry model the weights are for: ``model`` if given, else the unique shape match (None: no match)."""
     if model:
         return get_entry(model).name
     matches = registry_matches(state_dict)

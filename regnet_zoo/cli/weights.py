@@ -19,7 +19,7 @@ from typing import Any
 
 from regnet_zoo.cli import fail
 from regnet_zoo.registry import UnknownModelError
-from regnet_zoo.weights import HF_HUB_PREFIX
+from regnet_zoo.weights import FORMATS, HF_HUB_PREFIX
 from regnet_zoo.weights.errors import WeightsError
 
 
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("input", help="weights file (.pyth, .pth, .bin, .ckpt, .torch, .safetensors)")
     p.add_argument("output", help="a .safetensors file, or a folder (written like save_pretrained); with --to "
                                   "torchvision a .safetensors/.pth file, with --to transformers a folder")
-    p.add_argument("--from", dest="fmt", type=_weights_format, default="auto",
+    p.add_argument("--from", dest="fmt", choices=("auto", *FORMATS), default="auto",
                    help="layout of INPUT: pycls, torchvision, transformers, timm or vissl (default: detected)")
     p.add_argument("--to", default=None, choices=("torchvision", "transformers"),
                    help="write OUTPUT in this library's layout instead of ours (loads there with strict=True)")
@@ -77,25 +77,15 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_push)
 
 
-def _weights_format(value: str) -> str:
-    """argparse type of ``--from``: "auto" or a format of ``regnet_zoo.weights.convert`` (imported when given)."""
-    from regnet_zoo.weights.convert import FORMATS
-
-    if value != "auto" and value not in FORMATS:
-        raise argparse.ArgumentTypeError(f"choose auto or one of {', '.join(FORMATS)}, got {value!r}")
-    return value
-
-
 def _metric(item: str) -> tuple[str, float]:
     """argparse type of a ``--metrics`` item: NAME=NUMBER."""
     key, eq, value = item.partition("=")
     try:
-        number = float(value)
+        if key and eq:
+            return key, float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER (e.g. top1=81.3), got {item!r}") from None
-    if not eq or not key:
-        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {item!r}")
-    return key, number
+        pass
+    raise argparse.ArgumentTypeError(f"expected NAME=NUMBER (e.g. top1=81.3), got {item!r}")
 
 
 # ---------------------------------------------------------------------- download

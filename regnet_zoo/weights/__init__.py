@@ -1,12 +1,10 @@
 """Pretrained weights: manifest, Hub download and verification, converters, publishing (no Lightning).
 
-Names load on first use (``regnet_zoo.weights.manifest`` imports no torch, so ``regnet-zoo list
---pretrained`` stays fast). Modules, each importing only those before it: ``errors``, ``files``
-(hashes), ``endpoint`` (Hub URL, offline mode, reachability), ``manifest``, ``apply`` (the
-``Pretrained`` bundle; read / load state dicts), ``convert`` (pycls / torchvision / transformers /
-timm / VISSL; export to torchvision / transformers), ``hf_config`` (config.json), ``hub``
-(huggingface_hub), ``origin`` (original URLs), ``resolve`` (``pretrained=`` and ``hf-hub:``; the
-only one using hub and origin), ``publish`` (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``).
+Names load on first use (``manifest`` imports no torch: ``regnet-zoo list --pretrained`` stays fast). Modules,
+each importing only those before it: ``errors``, ``files`` (hashes), ``endpoint`` (Hub URL, offline mode,
+reachability), ``manifest``, ``apply`` (the ``Pretrained`` bundle; read / load state dicts), ``convert`` (other
+layouts, both ways), ``hf_config`` (config.json), ``hub`` (huggingface_hub), ``origin`` (original URLs),
+``resolve`` (``pretrained=`` and ``hf-hub:``; the only one using hub and origin), ``publish``.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import importlib
 from typing import Any
 
 HF_HUB_PREFIX = "hf-hub:"  # model names of Hub repos: "hf-hub:org/name[@revision]" (timm's spelling)
+FORMATS = ("pycls", "torchvision", "transformers", "timm", "vissl")  # the layouts ``convert`` reads
 
 _LAZY = {
     "load_into": "apply", "read_state_dict": "apply", "Pretrained": "apply", "apply_weights": "apply",
@@ -33,4 +32,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'regnet_zoo.weights' has no attribute {name!r}")
 
 
-__all__ = ["HF_HUB_PREFIX", *sorted(_LAZY)]
+__all__ = ["FORMATS", "HF_HUB_PREFIX", *sorted(_LAZY)]

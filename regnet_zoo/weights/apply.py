@@ -15,7 +15,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from regnet_zoo.weights.errors import WeightsError, WeightsMismatchError
-from regnet_zoo.weights.manifest import warn_if_non_commercial
+from regnet_zoo.weights.manifest import NON_COMMERCIAL_LICENSES
 
 _log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def input_channels(state_dict: Mapping[str, torch.Tensor], default: int = 3) -> 
     return int(w.shape[1]) if w is not None else default
 
 
-def _describe(model: nn.Module) -> str:
+def describe_model(model: nn.Module) -> str:
+    """How messages name a model: its architecture name, else its class and config."""
     arch = getattr(model, "pretrained_cfg", {}).get("architecture")
     if arch:
         return f"model {arch!r}"
@@ -103,9 +104,8 @@ def _describe(model: nn.Module) -> str:
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state_dict`` (timm layout) into ``model``; ``source`` names where it came from.
 
-    Adapts the first conv to the model's ``in_chans`` (timm's ``adapt_input_conv``) and drops a
-    classifier whose class count differs (the model keeps its fresh head, also when the weights have
-    none); anything else that does not fit raises ``WeightsMismatchError`` listing what differs.
+    Adapts the first conv to the model's ``in_chans`` (``adapt_input_conv``), keeps the model's fresh head when
+    the weights' class count differs (or they have none); any other misfit is a ``WeightsMismatchError``.
     """
     sd = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     own = model.state_dict()
@@ -131,17 +131,15 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
         "shape mismatches": [f"{k}: weights {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                              for k in sd if k in own and sd[k].shape != own[k].shape]}
     if any(problems.values()):
-        raise WeightsMismatchError(f"weights from {source} do not fit {_describe(model)}; " + "; ".join(
+        raise WeightsMismatchError(f"weights from {source} do not fit {describe_model(model)}; " + "; ".join(
             f"{what}: {', '.join(items[:8])}" + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
             for what, items in problems.items() if items))
     model.load_state_dict(sd, strict=False)
 
 
 def apply_weights(model: nn.Module, weights: Pretrained) -> None:
-    """Load ``weights`` into ``model`` (see ``load_into``) and merge their ``pretrained_cfg``.
-
-    Logs a warning when the weights' licence is non-commercial (SWAG, SEER).
-    """
+    """Load ``weights`` into ``model`` (``load_into``), merge their ``pretrained_cfg``; warns of non-commercial use."""
     load_into(model, weights.state_dict, weights.source)
     model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg, "num_classes": model.num_classes}
-    warn_if_non_commercial(model.pretrained_cfg.get("license"), f"weights from {weights.source}")
+    if (license := model.pretrained_cfg.get("license")) in NON_COMMERCIAL_LICENSES:
+        _log.warning("weights from %s: licence %s permits non-commercial use only", weights.source, license)

@@ -1,14 +1,11 @@
 """Convert RegNet state dicts of other code bases to ours (= timm's layout, RGB input), and back.
 
-Import formats (the key tables below map their module names to ours): ``pycls`` (the paper's
-``.pyth``; pycls feeds **BGR** images, so the stem conv's input channels are flipped to RGB),
-``torchvision`` (``regnet_*``), ``transformers`` (``RegNetForImageClassification`` / ``RegNetModel``),
-``vissl`` (VISSL / ClassyVision, the SEER weights; renamed as timm's ``regnet`` filter does, the
-self-supervised heads dropped) and ``timm`` (identity). Checkpoint wrappers and key prefixes
-(``module.``, ``model.``, ``_orig_mod.``) are removed first; ``detect_format`` tells the formats apart.
-
-Export (``export_layout``): torchvision's or transformers' layout, loading there with ``strict=True``;
-models those libraries cannot build raise ``ExportError`` naming the rule.
+Import (``_LAYOUTS``: their module names -> ours): ``pycls`` (the paper's ``.pyth``; pycls feeds **BGR**
+images, so the stem conv's input channels are flipped to RGB), ``torchvision``, ``transformers``, ``vissl``
+(SEER; renamed as timm's ``regnet`` filter does, self-supervised heads dropped) and ``timm`` (identity), after
+removing checkpoint wrappers and key prefixes (``module.``, ``model.``, ``_orig_mod.``). Export
+(``export_layout``): torchvision's or transformers' layout, loading there with ``strict=True``; models those
+libraries cannot build raise ``ExportError`` naming the rule.
 """
 
 from __future__ import annotations
@@ -16,31 +13,33 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from regnet_zoo.config import AnyNetCfg
 from regnet_zoo.fileio import atomic_write
 from regnet_zoo.models import AnyNet, Bottleneck, Stem
 from regnet_zoo.registry import MODELS
-from regnet_zoo.weights.apply import FIRST_CONV, head_classes, input_channels
+from regnet_zoo.weights import FORMATS
+from regnet_zoo.weights.apply import FIRST_CONV, describe_model, head_classes, input_channels
 from regnet_zoo.weights.errors import ExportError, WeightsError
 
 _log = logging.getLogger(__name__)
 
-FORMATS = ("pycls", "torchvision", "transformers", "timm", "vissl")
 EXPORT_LAYOUTS = ("torchvision", "transformers")
-# a key that identifies each format (after unwrapping and prefix removal)
+# a key that identifies each of FORMATS (after unwrapping and prefix removal)
 _ANCHORS = {
+    "pycls": "s1.b1.f.a.weight",
     "torchvision": "stem.0.weight",
     "transformers": "embedder.embedder.convolution.weight",
     "timm": "s1.b1.conv1.conv.weight",
-    "pycls": "s1.b1.f.a.weight",
     "vissl": "_feature_blocks.conv1.stem.0.weight",
 }
 _BLOCK = re.compile(r"^s(\d+)\.b(\d+)\.(.+)$")
@@ -49,7 +48,6 @@ _BLOCK = re.compile(r"^s(\d+)\.b(\d+)\.(.+)$")
 _PYCLS_BLOCK = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a": "conv1.conv", "f.a_bn": "conv1.bn",
                 "f.b": "conv2.conv", "f.b_bn": "conv2.bn", "f.se.f_ex.0": "se.fc1", "f.se.f_ex.2": "se.fc2",
                 "f.c": "conv3.conv", "f.c_bn": "conv3.bn"}
-_TV_BLOCK_KEY = re.compile(r"^trunk_output\.block(\d+)\.block\1-(\d+)\.(.+)$")
 _TV_BLOCK = {"proj.0": "downsample.conv", "proj.1": "downsample.bn", "f.a.0": "conv1.conv", "f.a.1": "conv1.bn",
              "f.b.0": "conv2.conv", "f.b.1": "conv2.bn", "f.se.fc1": "se.fc1", "f.se.fc2": "se.fc2",
              "f.c.0": "conv3.conv", "f.c.1": "conv3.bn"}
@@ -64,9 +62,18 @@ _HF_X = {**_HF_COMMON, "layer.2.convolution": "conv3.conv", "layer.2.normalizati
 _VISSL_BLOCK = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a.0": "conv1.conv", "f.a.1": "conv1.bn",
                 "f.b.0": "conv2.conv", "f.b.1": "conv2.bn", "f.se.excitation.0": "se.fc1",
                 "f.se.excitation.2": "se.fc2", "f.c": "conv3.conv", "f.final_bn": "conv3.bn"}
-_VISSL_STEM = {"_feature_blocks.conv1.stem.0": "stem.conv", "_feature_blocks.conv1.stem.1": "stem.bn"}
 _VISSL_SSL_HEADS = ("projection_head", "prototypes")  # SwAV pre-training heads: not part of the model
-_VISSL_HEAD = "heads.0.clf.0."  # the linear classifier of a fine-tuned (or linear-eval "mlp") head
+# format -> (its block keys: stage, block, module; our stage and block index minus its; block modules; the others)
+_LAYOUTS: dict[str, tuple[re.Pattern, tuple[int, int], dict[str, str], dict[str, str]]] = {
+    "pycls": (_BLOCK, (0, 0), _PYCLS_BLOCK, {m: m for m in ("stem.conv", "stem.bn", "head.fc")}),
+    "torchvision": (re.compile(r"^trunk_output\.block(\d+)\.block\1-(\d+)\.(.+)$"), (0, 1), _TV_BLOCK, _TV_TOP),
+    "transformers": (re.compile(r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)$"), (1, 1), {**_HF_X, **_HF_Y},
+                     {"embedder.embedder.convolution": "stem.conv", "embedder.embedder.normalization": "stem.bn",
+                      "classifier.1": "head.fc"}),
+    "vissl": (re.compile(r"^_feature_blocks\.res\d+\.block(\d+)-(\d+)\.(.+)$"), (0, 1), _VISSL_BLOCK,
+              {"_feature_blocks.conv1.stem.0": "stem.conv", "_feature_blocks.conv1.stem.1": "stem.bn",
+               "heads.0.clf.0": "head.fc"}),  # the linear classifier of a fine-tuned (or linear-eval "mlp") head
+}
 
 
 def _invert(table: Mapping[str, str]) -> dict[str, str]:
@@ -80,14 +87,11 @@ def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     if "classy_state_dict" in obj:
         return _unwrap_classy(obj["classy_state_dict"])
     if "model_state" in obj:  # pycls: the better of model_state / ema_state, as pycls' load_checkpoint picks
-        test_err, ema_err = obj.get("test_err", 100), obj.get("ema_err", 100)
-        key = "ema_state" if "ema_state" in obj and ema_err < test_err else "model_state"
-        obj = obj[key]
-    else:
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
+        better_ema = "ema_state" in obj and obj.get("ema_err", 100) < obj.get("test_err", 100)
+        obj = obj["ema_state" if better_ema else "model_state"]
+    else:  # timm / Lightning wrappers, else a plain state dict
+        wrapped = [obj[k] for k in ("state_dict", "model", "model_state_dict") if isinstance(obj.get(k), Mapping)]
+        obj = wrapped[0] if wrapped else obj
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise WeightsError(f"checkpoint holds no tensors (keys: {', '.join(list(obj)[:8])})")
@@ -111,12 +115,8 @@ def _unwrap_classy(classy: Any) -> dict[str, torch.Tensor]:
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keep the tensors under the shortest prefix that holds a RegNet (e.g. Lightning's ``model.``)."""
-    prefixes = set()
-    for k in sd:
-        for anchor in _ANCHORS.values():
-            if k.endswith(anchor):
-                prefix = k[: -len(anchor)]
-                prefixes.add(prefix[: -len("regnet.")] if prefix.endswith("regnet.") else prefix)
+    prefixes = {k[: -len(anchor)].removesuffix("regnet.") for k in sd for anchor in _ANCHORS.values()
+                if k.endswith(anchor)}
     if not prefixes or "" in prefixes:
         return sd
     prefix = min(prefixes, key=len)
@@ -127,13 +127,13 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def detect_format(state_dict: Mapping[str, Any]) -> str:
-    """'pycls', 'torchvision', 'transformers' or 'timm' for a (possibly wrapped) RegNet state dict."""
+    """The format (``FORMATS``) of a (possibly wrapped) RegNet state dict."""
     sd = unwrap_checkpoint(state_dict)
     keys = set(sd)
     for fmt, anchor in _ANCHORS.items():
         if anchor in keys or "regnet." + anchor in keys:
             return fmt
-    raise WeightsError("not a RegNet state dict of a known layout (pycls, torchvision, transformers, timm); "
+    raise WeightsError(f"not a RegNet state dict of a known layout ({', '.join(FORMATS)}); "
                        f"first keys: {', '.join(sorted(keys)[:6])}")
 
 
@@ -155,63 +155,6 @@ def _rename_keys(sd: Mapping[str, torch.Tensor], fmt: str, block: re.Pattern, bl
     return out
 
 
-def _from_pycls(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = _rename_keys(sd, "pycls", _BLOCK, lambda m: f"s{m[1]}.b{m[2]}." + _rename(m[3], _PYCLS_BLOCK, "pycls"),
-                       {m: m for m in ("stem.conv", "stem.bn", "head.fc")})
-    w = out.get(FIRST_CONV)
-    if w is not None and w.shape[1] == 3:
-        out[FIRST_CONV] = w.flip(1).contiguous()  # pycls takes BGR; ours RGB
-        _log.info("pycls weights: flipped %s input channels from BGR to RGB", FIRST_CONV)
-    return out
-
-
-def _from_torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return _rename_keys(sd, "torchvision", _TV_BLOCK_KEY,
-                        lambda m: f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _TV_BLOCK, "torchvision"),
-                        _TV_TOP)
-
-
-def _from_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    sd = {k[len("regnet."):] if k.startswith("regnet.") else k: v for k, v in sd.items()}
-    block = re.compile(r"^encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)$")
-    y_blocks = {m.group(1, 2) for k in sd if (m := block.match(k)) and m[3].startswith("layer.2.attention")}
-
-    def block_key(m: re.Match) -> str:
-        table = _HF_Y if m.group(1, 2) in y_blocks else _HF_X
-        return f"s{int(m[1]) + 1}.b{int(m[2]) + 1}." + _rename(m[3], table, "transformers")
-
-    return _rename_keys(sd, "transformers", block, block_key,
-                        {"embedder.embedder.convolution": "stem.conv", "embedder.embedder.normalization": "stem.bn",
-                         "classifier.1": "head.fc"})
-
-
-def _from_vissl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """VISSL trunk ``_feature_blocks.res{i+1}.block{i}-{j}`` -> ``s{i}.b{j+1}``; head ``0.clf.0`` -> ``head.fc``."""
-    trunk, head, dropped = {}, {}, []
-    for k, v in sd.items():
-        if not k.startswith("heads."):
-            trunk[k] = v
-        elif any(h in k for h in _VISSL_SSL_HEADS):
-            dropped.append(k)
-        elif k.startswith(_VISSL_HEAD):
-            head["head.fc." + k[len(_VISSL_HEAD):]] = v
-        else:
-            raise WeightsError(f"vissl checkpoint: head tensor {k!r} is not a linear classifier ({_VISSL_HEAD}*); "
-                               "only the trunk and a fine-tuned linear head convert")
-    if dropped:
-        _log.info("vissl checkpoint: dropped %d self-supervised head tensors (e.g. %s)", len(dropped), dropped[0])
-    block = re.compile(r"^_feature_blocks\.res\d+\.block(\d+)-(\d+)\.(.+)$")
-    out = _rename_keys(trunk, "vissl", block,
-                       lambda m: f"s{m[1]}.b{int(m[2]) + 1}." + _rename(m[3], _VISSL_BLOCK, "vissl"), _VISSL_STEM)
-    return {**out, **head}
-
-
-_CONVERTERS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
-    "pycls": _from_pycls, "torchvision": _from_torchvision, "transformers": _from_transformers, "timm": dict,
-    "vissl": _from_vissl,
-}
-
-
 def convert_state_dict(checkpoint: Mapping[str, Any], fmt: str = "auto") -> dict[str, torch.Tensor]:
     """State dict (or checkpoint) of format ``fmt`` ('auto' detects it) -> ours (timm layout, RGB)."""
     if fmt != "auto" and fmt not in FORMATS:
@@ -221,7 +164,21 @@ def convert_state_dict(checkpoint: Mapping[str, Any], fmt: str = "auto") -> dict
     if fmt != "auto" and found != fmt:
         raise WeightsError(f"expected a {fmt} state dict, but its keys are {found}'s "
                            f"(e.g. {_ANCHORS[found]!r}); use --from {found} / fmt='{found}'")
-    return _CONVERTERS[found](sd)
+    if found == "timm":
+        return sd
+    if found == "vissl":
+        dropped = [k for k in sd if k.startswith("heads.") and any(h in k for h in _VISSL_SSL_HEADS)]
+        if dropped:
+            _log.info("vissl checkpoint: dropped %d self-supervised head tensors (e.g. %s)", len(dropped), dropped[0])
+        sd = {k: v for k, v in sd.items() if k not in dropped}
+    block, (ds, db), modules, top = _LAYOUTS[found]
+    out = _rename_keys({k.removeprefix("regnet."): v for k, v in sd.items()}, found, block,  # transformers' model
+                       lambda m: f"s{int(m[1]) + ds}.b{int(m[2]) + db}." + _rename(m[3], modules, found), top)
+    w = out.get(FIRST_CONV)
+    if found == "pycls" and w is not None and w.shape[1] == 3:
+        out[FIRST_CONV] = w.flip(1).contiguous()  # pycls takes BGR; ours RGB
+        _log.info("pycls weights: flipped %s input channels from BGR to RGB", FIRST_CONV)
+    return out
 
 
 def _shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -237,12 +194,9 @@ def registry_matches(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     if FIRST_CONV not in want:
         return []
     num_classes, in_chans = head_classes(state_dict), input_channels(state_dict)
-    depths: dict[int, int] = {}
-    for k in want:
-        m = _BLOCK.match(k)
-        if m:
-            depths[int(m[1])] = max(depths.get(int(m[1]), 0), int(m[2]))
-    stages = [depths[i] for i in sorted(depths)]
+    blocks = {m.group(1, 2) for k in want if (m := _BLOCK.match(k))}
+    per_stage = Counter(int(s) for s, _ in blocks)
+    stages = [per_stage[i] for i in sorted(per_stage)]
     out = []
     with torch.device("meta"):
         for name, entry in MODELS.items():
@@ -323,29 +277,12 @@ def _check_plain_regnet(model: AnyNet, layout: str) -> AnyNetCfg:
     ]
     broken = [rule for ok, rule in rules if not ok]
     if broken:
-        raise ExportError(f"cannot export {_describe_arch(model)} to {layout}: " + "; ".join(broken))
+        raise ExportError(f"cannot export {describe_model(model)} to {layout}: " + "; ".join(broken))
     return arch
 
 
-def _describe_arch(model: AnyNet) -> str:
-    name = getattr(model, "pretrained_cfg", {}).get("architecture")
-    return repr(name) if name else f"{type(model.cfg).__name__} model"
-
-
-def _same_layout(ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor]) -> list[str]:
-    """Differences between two state dicts' names and shapes (empty when they match exactly)."""
-    a, b = {k: tuple(v.shape) for k, v in ours.items()}, {k: tuple(v.shape) for k, v in theirs.items()}
-    diff = [f"missing {k}" for k in b if k not in a] + [f"unexpected {k}" for k in a if k not in b]
-    diff += [f"{k}: {a[k]} vs {b[k]}" for k in a if k in b and a[k] != b[k]]
-    return diff
-
-
 def torchvision_builder(model: AnyNet) -> str:
-    """Name of the ``torchvision.models.regnet_*`` builder with ``model``'s architecture (registry's torchvision_name).
-
-    The registry records which models torchvision has (and torchvision's group rounding, the ``_tv``
-    entries); the architecture (stages, widths, group widths, SE) must equal that entry's.
-    """
+    """The ``torchvision.models.regnet_*`` builder of ``model``'s architecture (the registry's ``torchvision_name``)."""
     _check_plain_regnet(model, "torchvision")
     if model.num_classes == 0 or model.in_chans != 3:
         raise ExportError("cannot export to torchvision: its regnet_* models take 3 input channels and end in a "
@@ -354,7 +291,7 @@ def torchvision_builder(model: AnyNet) -> str:
         if entry.torchvision_name and entry.cfg.to_anynet() == model.arch:
             return entry.torchvision_name
     have = ", ".join(e.name for e in MODELS.values() if e.torchvision_name)
-    raise ExportError(f"cannot export {_describe_arch(model)} to torchvision: torchvision has no regnet_* model with "
+    raise ExportError(f"cannot export {describe_model(model)} to torchvision: torchvision has no regnet_* model with "
                       f"its stages, widths and group widths (it has those of {have})")
 
 
@@ -374,26 +311,8 @@ def transformers_config(model: AnyNet) -> Any:
                         num_labels=model.num_classes, architectures=["RegNetForImageClassification"], **kwargs)
 
 
-def _transformers_target(model: AnyNet, sd: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
-    from transformers import RegNetForImageClassification
-
-    config = transformers_config(model)
-    hf_sd = to_transformers(sd)
-    with torch.device("meta"):
-        ref = RegNetForImageClassification(config).state_dict()
-    diff = _same_layout(hf_sd, ref)
-    if diff:
-        rule = ("transformers' RegNetConfig has one groups_width for all stages (groups = width // groups_width)"
-                if any("convolution.weight" in d for d in diff) else "transformers' RegNet layout differs")
-        raise ExportError(f"cannot export {_describe_arch(model)} to transformers: {rule}; differences: "
-                          + ", ".join(diff[:4]))
-    return config, hf_sd
-
-
 def save_tensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write a state dict atomically: safetensors for a ``.safetensors`` path, else ``torch.save``."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in sd.items()}
@@ -406,13 +325,9 @@ def save_tensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Non
 def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, out: str | os.PathLike) -> Export:
     """Write our model (or a state dict of any supported layout) in torchvision's or transformers' layout.
 
-    * ``to="torchvision"``: ``out`` is a ``.safetensors`` (or ``.pth`` / ``.pt``) file that
-      ``torchvision.models.<regnet_*>(num_classes=N).load_state_dict(..., strict=True)`` loads.
-    * ``to="transformers"``: ``out`` is a folder with ``config.json`` and ``model.safetensors``:
-      ``RegNetForImageClassification.from_pretrained(out)``.
-
-    Files are written atomically. Raises ``ExportError`` when the target cannot build the model (the
-    message names the rule), ``ValueError`` for an unknown ``to`` or an output name that does not fit.
+    ``to="torchvision"``: ``out`` is a ``.safetensors`` / ``.pth`` / ``.pt`` file (``Export.loader`` says how to
+    load it); ``to="transformers"``: a folder with ``config.json`` and ``model.safetensors``. Files are written
+    atomically. ``ExportError``: the target cannot build the model (the message names the rule).
     """
     if to not in EXPORT_LAYOUTS:
         raise ValueError(f"to must be one of {EXPORT_LAYOUTS}, got {to!r}")
@@ -428,7 +343,19 @@ def export_layout(model_or_state_dict: nn.Module | Mapping[str, Any], to: str, o
         save_tensors(to_torchvision(sd), out)
         return Export(to, (out,), f"torchvision.models.{builder}(num_classes={model.num_classes})"
                                   ".load_state_dict(state_dict)")
-    config, hf_sd = _transformers_target(model, sd)
+    from transformers import RegNetForImageClassification
+
+    config, hf_sd = transformers_config(model), to_transformers(sd)
+    with torch.device("meta"):
+        theirs = {k: tuple(v.shape) for k, v in RegNetForImageClassification(config).state_dict().items()}
+    ours = {k: tuple(v.shape) for k, v in hf_sd.items()}
+    diff = [f"missing {k}" for k in theirs if k not in ours] + [f"unexpected {k}" for k in ours if k not in theirs]
+    diff += [f"{k}: {ours[k]} vs {theirs[k]}" for k in ours if k in theirs and ours[k] != theirs[k]]
+    if diff:
+        rule = ("transformers' RegNetConfig has one groups_width for all stages (groups = width // groups_width)"
+                if any("convolution.weight" in d for d in diff) else "transformers' RegNet layout differs")
+        raise ExportError(f"cannot export {describe_model(model)} to transformers: {rule}; differences: "
+                          + ", ".join(diff[:4]))
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(hf_sd, out / "model.safetensors")
     atomic_write(out / "config.json", config.to_json_string())

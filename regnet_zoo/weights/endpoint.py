@@ -1,7 +1,6 @@
 """Where the Hub is and whether to ask it: endpoint, offline mode, reachability, HTTP errors, progress bars.
 
-Environment variables are read when called (not only when huggingface_hub is imported).
-"""
+Environment variables are read when called, not only when huggingface_hub is imported."""
 
 from __future__ import annotations
 
@@ -42,9 +41,8 @@ def split_revision(repo: str) -> tuple[str, str | None]:
 def unreachable(url: str) -> str | None:
     """None when the server of ``url`` answers HTTP (any status), else why not ("http://h/ does not answer (...)").
 
-    One HEAD of the server's root through huggingface_hub's HTTP session (its proxies and certificates),
-    asked once per process: without network a download fails in seconds instead of after
-    huggingface_hub's retries (about 23 s; minutes when packets are dropped).
+    One HEAD of the server's root through huggingface_hub's session (its proxies, certificates), once per
+    process: without network a download fails in seconds, not after retries (23 s; minutes if packets drop).
     """
     parts = urlsplit(url)
     root = f"{parts.scheme}://{parts.netloc}/"

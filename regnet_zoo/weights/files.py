@@ -45,9 +45,7 @@ def verify_file(path: str | os.PathLike, expected: str, *, what: str, why: str,
     """Check ``path`` against ``expected`` (64 hex: sha256, 40 hex: git blob sha1); returns the digest.
 
     On a mismatch the files in ``remove`` (e.g. the cache blob and its link) are deleted and
-    ``WeightsVerificationError`` says what was expected (and ``why``, e.g. "pinned in the manifest")
-    and what the file holds. Digests are remembered per unchanged file (path, inode, size, times), so
-    a verified file is not hashed again, and ``file_sha256`` afterwards costs nothing.
+    ``WeightsVerificationError`` says what was expected (and ``why``, e.g. "pinned in the manifest") and got.
     """
     path = os.fspath(path)
     expected = expected.lower()
@@ -59,12 +57,9 @@ def verify_file(path: str | os.PathLike, expected: str, *, what: str, why: str,
         raise ValueError(f"expected hash must be a sha256 or git sha1 hex digest, got {expected!r}")
     got = digest_fn(path)
     if got != expected:
-        removed = []
-        for p in remove:
-            p = os.fspath(p)
-            if os.path.lexists(p):
-                os.remove(p)
-                removed.append(p)
+        removed = [p for p in dict.fromkeys(map(os.fspath, remove)) if os.path.lexists(p)]
+        for p in removed:
+            os.remove(p)
         raise WeightsVerificationError(
             f"{what}: {algo} mismatch: expected {expected} ({why}), got {got}. "
             + (f"Removed the corrupt file ({', '.join(removed)}); run again to download it anew."

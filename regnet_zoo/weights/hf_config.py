@@ -1,10 +1,8 @@
 """``config.json`` of Hub repos and saved folders: timm's format plus our own key.
 
-We write what ``timm.create_model("hf-hub:org/repo", pretrained=True)`` reads (``architecture``,
-``num_classes``, ``model_args``, ``pretrained_cfg``; for registry models and custom ``RegNetCfg``s that
-timm can express the architecture is a timm RegNet) and add ``"regnet_zoo": {"cfg": ...}`` with the
-full config, so any architecture round-trips through ``regnet_zoo.create("hf-hub:...")``. We read
-both our repos and timm's own (``timm/regnetx_002.pycls_in1k``: architecture = a timm name).
+What ``timm.create_model("hf-hub:org/repo", pretrained=True)`` reads (a timm RegNet where timm can express the
+architecture) plus ``"regnet_zoo": {"cfg": ...}``, so any architecture round-trips through
+``regnet_zoo.create("hf-hub:...")``; timm's own repos read too (``architecture``: a timm name).
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ def registry_entry_for(cfg: ModelCfg) -> ModelEntry | None:
 def timm_args_for(cfg: ModelCfg) -> tuple[str, dict[str, Any]] | None:
     """(timm architecture, model_args) building ``cfg`` in timm, or None if timm cannot express it.
 
-    timm's linear-output RegNet (RegNetZ) puts an activation before the pool where pycls' Z block
-    without head conv has none: such configs are not expressible.
+    (timm's RegNetZ has an activation before the pool where a pycls Z block without head conv has none.)
     """
     entry = registry_entry_for(cfg)
     if entry is not None and entry.timm_name:
@@ -83,10 +80,9 @@ def _timm_builds_same(model: nn.Module, arch: str, args: dict[str, Any]) -> bool
 
 def save_for_timm(model: nn.Module, directory: str | os.PathLike, extra: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
-    """Write ``model.safetensors`` and ``config.json`` for ``model`` (an ``AnyNet``) with timm's ``save_for_hf``.
+    """Write ``model.safetensors`` and ``config.json`` (timm's, plus ours and ``extra`` under ``"regnet_zoo"``).
 
-    The config is timm's (``architecture``, ``model_args``, ``pretrained_cfg``) plus our full config
-    under ``"regnet_zoo"`` (and ``extra``); returns it. Not atomic: write into a staging folder.
+    Returns the config. Not atomic: write into a staging folder.
     """
     cfg: ModelCfg = model.cfg
     found = timm_args_for(cfg)
@@ -116,16 +112,14 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise WeightsError(f"cannot read model config {path}: {e}") from e
 
 
-def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str | None]:
-    """(architecture, registry name or None) described by a config.json (ours or timm's)."""
+def cfg_from_config(config: dict[str, Any], where: str) -> ModelCfg:
+    """The architecture a config.json (ours or timm's) describes."""
     ours = config.get(CONFIG_KEY)
     if isinstance(ours, dict) and "cfg" in ours:
         try:
-            cfg = cfg_from_dict(ours["cfg"])
+            return cfg_from_dict(ours["cfg"])
         except (ValueError, TypeError, KeyError) as e:
             raise WeightsError(f"{where}: invalid '{CONFIG_KEY}.cfg' in config.json: {e}") from e
-        entry = registry_entry_for(cfg)
-        return cfg, entry.name if entry else None
     arch = config.get("architecture")
     if not isinstance(arch, str):
         raise WeightsError(f"{where}: config.json has neither '{CONFIG_KEY}' nor an 'architecture'")
@@ -142,9 +136,7 @@ def cfg_from_config(config: dict[str, Any], where: str) -> tuple[ModelCfg, str |
     changes = {ours: model_args[k] for k, ours in TIMM_REGNET_ARGS.items() if k in model_args}
     if "group_min_ratio" in model_args:
         changes["rounding"] = "torchvision" if model_args["group_min_ratio"] else "pycls"
-    cfg = dataclasses.replace(entry.cfg, **changes) if changes else entry.cfg
-    found = registry_entry_for(cfg)
-    return cfg, found.name if found else None
+    return dataclasses.replace(entry.cfg, **changes)
 
 
 def build_model(
@@ -158,11 +150,10 @@ def build_model(
 ) -> nn.Module:
     """The ``AnyNet`` a config.json describes, with ``state_dict`` (timm layout) loaded if given.
 
-    ``model_kwargs`` are ``AnyNet`` arguments; ``num_classes``, ``in_chans`` and ``global_pool``
-    default to the config's (None counts as not given). ``pretrained_cfg`` entries (e.g.
-    ``hf_hub_id``) are added to the model's ``pretrained_cfg``; ``device``: where to build it.
+    ``model_kwargs``: ``AnyNet`` arguments (None: the config's); ``pretrained_cfg``: added to the model's.
     """
-    cfg, name = cfg_from_config(config, source)
+    cfg = cfg_from_config(config, source)
+    name = getattr(registry_entry_for(cfg), "name", None)
     model_args = config.get("model_args") or {}
     kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
     kwargs.setdefault("num_classes", int(config.get("num_classes", model_args.get("num_classes", 1000))))
@@ -170,15 +161,14 @@ def build_model(
     kwargs.setdefault("global_pool", config.get("global_pool") or model_args.get("global_pool", "avg"))
     with torch.device(device) if device is not None else contextlib.nullcontext():
         net = AnyNet(cfg, **kwargs)
-    if name is not None:
-        net.pretrained_cfg = {**net.pretrained_cfg, "architecture": name}
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.get("pretrained_cfg") or {}).items()
              if k in PRETRAINED_CFG_FIELDS}
     weights_cfg = {**saved, **(pretrained_cfg or {})}
+    if name is not None:  # the registry name, also in messages while loading
+        weights_cfg["architecture"] = name
+        net.pretrained_cfg = {**net.pretrained_cfg, "architecture": name}
     if state_dict is not None:
         apply_weights(net, Pretrained(state_dict, source, weights_cfg))
     else:  # the architecture alone: the saved preprocessing still describes how to feed it
         net.pretrained_cfg = {**net.pretrained_cfg, **weights_cfg, "num_classes": net.num_classes}
-    if name is not None:
-        net.pretrained_cfg["architecture"] = name
     return net

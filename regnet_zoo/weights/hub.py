@@ -6,7 +6,7 @@ import logging
 import os
 
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -54,26 +54,19 @@ def hub_download(
 ) -> str:
     """Local path of a verified Hub file (downloaded or from the cache).
 
-    ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, tokens from ``HF_TOKEN`` /
-    ``hf auth login``; offline or when the Hub does not answer, only the cache), then a hash check:
-    ``sha256`` (pinned in the manifest), else the Hub's own hash of the file (its LFS sha256, the
-    ``X-Linked-Etag`` the cache names the blob by; a git blob sha1 for small non-LFS files).
-    ``what`` names the file in messages, ``download_as`` is the ``regnet-zoo download`` argument that
-    fetches it. Raises ``WeightsNotFoundError`` (no such repo / revision / file; ``hint`` is appended),
-    ``WeightsNotCachedError`` (offline or unreachable and not cached) or ``WeightsVerificationError``
-    (hash mismatch; the cached copy is removed).
+    ``hf_hub_download`` (its cache, ``HF_ENDPOINT``, tokens; offline or with the Hub unreachable, only the
+    cache), then a hash check: ``sha256`` (pinned in the manifest), else the Hub's own (the LFS sha256 the cache
+    names the blob by; a git blob sha1 for small files). ``what`` names the file in messages, ``hint`` ends
+    "not found" ones, ``download_as`` is the ``regnet-zoo download`` argument that fetches it. Raises
+    ``WeightsNotFoundError``, ``WeightsNotCachedError``, ``WeightsHubError`` or ``WeightsVerificationError``
+    (the cached copy is removed).
     """
     what = what or f"hf-hub:{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     endpoint = hub_endpoint()
     why_not = cache_only(endpoint)
-    try:
-        if why_not:  # only the cache, without huggingface_hub's network calls (its retries, its agent lookup)
-            path = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
-            if not isinstance(path, str):
-                raise LocalEntryNotFoundError(why_not)
-        else:
-            path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
-                                   endpoint=endpoint, library_name="regnet_zoo")
+    try:  # offline or unreachable: only the cache, without huggingface_hub's network calls and retries
+        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
+                               endpoint=endpoint, library_name="regnet_zoo", local_files_only=bool(why_not))
     except LocalEntryNotFoundError as e:
         if isinstance(e.__cause__, HfHubHTTPError) and e.__cause__.response is not None:
             raise http_error(e.__cause__, what, repo_id, endpoint) from e  # reached, but refused (403/429/5xx)
@@ -97,10 +90,8 @@ def hub_download(
         raise WeightsNotFoundError(f"no such weights: {reason}. {hint}".strip()) from e
     except HfHubHTTPError as e:  # 401, 403, 429, 5xx ... on the download itself
         raise http_error(e, what, repo_id, endpoint) from e
-    if sha256:
-        expected, why = sha256.lower(), "pinned in the weights manifest"
-    else:
-        expected, why = _hub_hash(path, repo_id, filename, revision, token), "the Hub's hash of the file"
+    expected, why = ((sha256, "pinned in the weights manifest") if sha256 else
+                     (_hub_hash(path, repo_id, filename, revision, token), "the Hub's hash of the file"))
     if expected is None:
         _log.warning("%s: no hash known to check it against (cache without symlinks, offline)", what)
     else:

@@ -1,10 +1,9 @@
 """The weights manifest: which published weights exist for each model, and what they expect.
 
-The data lives in the top-level ``weights_manifest/`` folder (``manifest.json`` + ``schema.json``),
-installed as the package ``regnet_zoo.weights_manifest``. ``load_manifest()`` validates it
-against the JSON Schema and checks what a schema cannot: every model is registered, each
-(model, tag) appears once, every model has exactly one default, preprocessing presets exist.
-``REGNET_ZOO_MANIFEST=path/to/manifest.json`` replaces the shipped manifest (e.g. for a mirror).
+The data is the top-level ``weights_manifest/`` folder (``manifest.json`` + ``schema.json``), installed as
+``regnet_zoo.weights_manifest``; ``REGNET_ZOO_MANIFEST=path/to/manifest.json`` replaces it (e.g. a mirror).
+``load_manifest()`` validates it against the schema and checks what a schema cannot (registered models,
+unique (model, tag), one default per model, known presets).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +19,6 @@ from typing import Any
 
 from regnet_zoo.registry import MODELS, UnknownModelError, get_entry
 from regnet_zoo.weights.errors import WeightsError, WeightsNotFoundError
-
-_log = logging.getLogger(__name__)
 
 MANIFEST_ENV = "REGNET_ZOO_MANIFEST"
 DATA_PACKAGE = "regnet_zoo.weights_manifest"
@@ -109,10 +105,9 @@ class WeightsEntry:
         """timm ``pretrained_cfg`` keys for a model carrying these weights (``hub``: with ``hf_hub_id``)."""
         cfg: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
                                for k, v in self.preprocessing.items() if k in PREPROCESSING_CFG_KEYS}
-        h = cfg["input_size"][1]
-        cfg["pool_size"] = ((h + 31) // 32,) * 2
-        if "test_input_size" in cfg:
-            cfg["test_pool_size"] = ((cfg["test_input_size"][1] + 31) // 32,) * 2
+        for size in ("input_size", "test_input_size"):  # timm's pool_size: the feature map at stride 32
+            if size in cfg:
+                cfg[size.replace("input", "pool")] = ((cfg[size][1] + 31) // 32,) * 2
         cfg.update(tag=self.tag, license=self.license, num_classes=self.num_classes)
         if hub and self.hub is not None:
             cfg["hf_hub_id"] = self.hub.repo_id
@@ -173,10 +168,7 @@ class Manifest:
     def find_origin_file(self, filename: str | os.PathLike) -> WeightsEntry | None:
         """The entry whose original published file (``origin.url``) has this file name, else None."""
         base = os.path.basename(os.fspath(filename))
-        for e in self.entries:
-            if e.origin is not None and e.origin.url.rsplit("/", 1)[-1] == base:
-                return e
-        return None
+        return next((e for e in self.entries if e.origin is not None and e.origin.url.rsplit("/", 1)[-1] == base), None)
 
 
 def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
@@ -186,19 +178,11 @@ def describe_tags(model: str, entries: list[WeightsEntry]) -> str:
     return f"weights of {model}: " + ", ".join(e.tag + (" (default)" if e.default else "") for e in entries)
 
 
-def warn_if_non_commercial(license: str | None, what: str) -> None:
-    """Log a warning when weights carry a non-commercial licence (``NON_COMMERCIAL_LICENSES``)."""
-    if license in NON_COMMERCIAL_LICENSES:
-        _log.warning("%s: licence %s permits non-commercial use only", what, license)
-
-
 def pretrained_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per published (model, tag) of ``names`` (registry names or aliases; None: every model).
 
-    Rows follow ``names``' order, each model's default first. ``top1`` / ``top5``: percent on
-    ImageNet-1k val as first reported (None for trunk-only or 12k-head weights), at ``eval_size``
-    pixels; ``input_size`` etc.: the preprocessing the weights expect; ``hub_repo`` None: no Hub copy,
-    loaded from ``origin_url``. Imports no torch.
+    Each model's default first. ``top1`` / ``top5``: percent on ImageNet-1k val as first reported (None for
+    trunk-only or 12k-head weights) at ``eval_size`` pixels; ``hub_repo`` None: loaded from ``origin_url``.
     """
     manifest = load_manifest()
     models = list(MODELS) if names is None else [get_entry(n).name for n in names]
@@ -275,34 +259,26 @@ def validate_manifest(data: Any, where: str = "manifest") -> None:
 def parse_manifest(data: dict[str, Any], path: str = "manifest") -> Manifest:
     """Validate ``data`` (the JSON document) and build typed entries."""
     validate_manifest(data, path)
-    entries = []
-    for w in data["weights"]:
-        entries.append(WeightsEntry(
-            model=w["model"], tag=w["tag"], default=w["default"], source=w["source"], license=w["license"],
-            dataset=w["dataset"], num_classes=w["num_classes"],
-            hub=HubFile(**w["hub"]) if "hub" in w else None,
-            preprocessing=dict(data["preprocessing"][w["preprocessing"]]), preprocessing_name=w["preprocessing"],
-            reported=tuple(Reported(**r) for r in w["reported"]),
-            origin=Origin(**w["origin"]) if "origin" in w else None,
-            pretrain_dataset=w.get("pretrain_dataset"), notes=w.get("notes", ""),
-            paper=(data["papers"][w["paper"]]["name"], data["papers"][w["paper"]]["ids"]) if "paper" in w else None))
+    papers = data.get("papers", {})
+    entries = [WeightsEntry(**{
+        **w, "hub": HubFile(**w["hub"]) if "hub" in w else None,
+        "origin": Origin(**w["origin"]) if "origin" in w else None,
+        "preprocessing": dict(data["preprocessing"][w["preprocessing"]]), "preprocessing_name": w["preprocessing"],
+        "reported": tuple(Reported(**r) for r in w["reported"]),
+        "paper": (papers[w["paper"]]["name"], papers[w["paper"]]["ids"]) if "paper" in w else None,
+    }) for w in data["weights"]]
     return Manifest(entries, path)
 
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Manifest:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ManifestError(f"cannot read the weights manifest {path}: {e}") from e
-    return parse_manifest(data, path)
+    return parse_manifest(json.loads(Path(path).read_text(encoding="utf-8")), path)
 
 
 def load_manifest() -> Manifest:
     """The validated manifest (cached per file and modification time)."""
     path = manifest_path()
     try:
-        mtime = path.stat().st_mtime_ns
-    except OSError as e:
+        return _load(str(path), path.stat().st_mtime_ns)
+    except (OSError, json.JSONDecodeError) as e:
         raise ManifestError(f"cannot read the weights manifest {path}: {e}") from e
-    return _load(str(path), mtime)

@@ -1,12 +1,9 @@
 """Weights from their original publication (the paper's pycls model zoo, torchvision), converted.
 
-``create(name, pretrained="pycls")`` downloads the paper's own ``.pyth`` checkpoint from
-``https://dl.fbaipublicfiles.com/pycls/...`` (base URL: ``$REGNET_ZOO_PYCLS_URL``), loads it with
-``torch.load(weights_only=True)`` and converts it (BGR -> RGB stem); ``pretrained="torchvision"``
-does the same with torchvision's V2 file (base URL: ``$REGNET_ZOO_TORCHVISION_URL``), whose name
-carries a sha256 prefix that is checked. Files are cached in ``cache_dir`` or torch's hub cache
-(``$TORCH_HOME/hub/checkpoints``, shared with torchvision). Downloads show a progress bar on a
-terminal (``endpoint.show_progress``); a server that does not answer fails at once.
+``pretrained="pycls"``: the paper's ``.pyth`` (base URL ``$REGNET_ZOO_PYCLS_URL``), BGR -> RGB stem;
+``pretrained="torchvision"``: torchvision's V2 file (base URL ``$REGNET_ZOO_TORCHVISION_URL``), whose name's
+sha256 prefix is checked. Read with ``torch.load(weights_only=True)``, cached in ``cache_dir`` or torch's hub
+cache (shared with torchvision); a progress bar on a terminal; a server that does not answer fails at once.
 """
 
 from __future__ import annotations
@@ -54,20 +51,12 @@ def origin_url(w: WeightsEntry) -> str:
     return w.origin.url
 
 
-def origin_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Folder for original files: ``cache_dir/regnet_zoo_origin`` or torch's ``hub/checkpoints``."""
-    if cache_dir is not None:
-        return Path(cache_dir) / "regnet_zoo_origin"
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None) -> str:
     """Local path of the entry's original file (downloaded once, hash-checked when a hash is known)."""
     url = origin_url(w)
     name = url.rsplit("/", 1)[-1].split("?")[0]
-    dst = origin_cache_dir(cache_dir) / name
+    dst = (Path(cache_dir) / "regnet_zoo_origin" if cache_dir else Path(torch.hub.get_dir()) / "checkpoints") / name
     m = _HASH_IN_NAME.search(name)
-    prefix = m.group(1) if m else None
     if not dst.is_file():
         try:
             why_not = cache_only(url)
@@ -75,7 +64,7 @@ def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None)
                 raise urllib.error.URLError(why_not)
             dst.parent.mkdir(parents=True, exist_ok=True)
             _log.info("downloading %s -> %s", url, dst)
-            torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=show_progress())
+            torch.hub.download_url_to_file(url, str(dst), progress=show_progress())
         except urllib.error.HTTPError as e:
             hint = f" (mirror: set {BASE_URLS[w.origin.format][0]})" if w.origin.format in BASE_URLS else ""
             if e.code == 404:
@@ -86,17 +75,13 @@ def download_origin(w: WeightsEntry, cache_dir: str | os.PathLike | None = None)
                 f"{w.name}: the original file {url} is not cached in {dst.parent} and cannot be fetched now "
                 f"({e.reason}). Download it while online: `regnet-zoo download {w.name} --from-origin`, or pass "
                 f"pretrained='path/to/{name}'.") from e
-        except RuntimeError as e:  # torch.hub: hash prefix mismatch (it deleted the temporary file)
-            raise WeightsVerificationError(f"{w.name}: {url}: {e}") from e
-    elif prefix and w.origin.sha256 is None:
-        got = file_sha256(dst)  # remembered per unchanged file: hashed once per process
-        if not got.startswith(prefix):
-            dst.unlink()
-            raise WeightsVerificationError(f"{w.name}: sha256 mismatch: expected a digest starting {prefix} (in the "
-                                           f"file name), got {got}. Removed {dst}; run again to download it anew.")
     if w.origin.sha256:
         verify_file(dst, w.origin.sha256, what=f"{w.name} ({url})", why="pinned in the weights manifest",
                     remove=(dst,))
+    elif m and not (got := file_sha256(dst)).startswith(m[1]):  # remembered per unchanged file: hashed once
+        dst.unlink()
+        raise WeightsVerificationError(f"{w.name}: sha256 mismatch: expected a digest starting {m[1]} (in the file "
+                                       f"name), got {got}. Removed {dst}; run again to download it anew.")
     return str(dst)
 
 

@@ -1,9 +1,7 @@
 """Publish models: ``save_pretrained`` / ``from_pretrained`` (a folder) and ``push_to_hub`` (a Hub repo).
 
-A folder (and repo) holds ``model.safetensors``, a ``config.json`` that timm loads
-(``timm.create_model("hf-hub:org/repo", pretrained=True)``) with our full config under
-``"regnet_zoo"``, and a model card ``README.md`` (metadata: library, license, datasets, metrics;
-architecture and its exact complexity). Files are written atomically.
+A folder (and repo) holds ``model.safetensors``, a ``config.json`` that timm loads with our full config under
+``"regnet_zoo"`` (``hf_config``), and a model card ``README.md``; files are written atomically.
 """
 
 from __future__ import annotations
@@ -62,23 +60,14 @@ def save_pretrained(
     save_directory: str | os.PathLike,
     *,
     metrics: Mapping[str, float] | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-    repo_id: str | None = None,
     model_card: bool = True,
+    **card: Any,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and (``model_card``) ``README.md`` to ``save_directory``.
 
-    Args:
-        model: an ``AnyNet`` (``regnet_zoo.create(...)``), any config, any head.
-        metrics: accuracies to publish, e.g. ``{"top1": 81.3, "top5": 95.6}`` (percent, ImageNet-1k val
-            unless ``datasets`` says otherwise).
-        license: licence id for the card; default: the weights' licence (``pretrained_cfg["license"]``, set
-            for published tags and their original files), else ``other`` (with a warning).
-        datasets: training datasets for the card, the classifier's label space last; default: the
-            manifest's for the weights' tag, else none (the card says "unknown").
-        repo_id: used in the card's usage snippet.
-    Returns the folder.
+    ``model``: an ``AnyNet`` (``regnet_zoo.create(...)``); ``metrics``: accuracies to publish, e.g.
+    ``{"top1": 81.3, "top5": 95.6}`` (percent); ``card``: ``model_card_text``'s ``license``, ``datasets``
+    and ``repo_id``. Returns the folder.
     """
     _check_model(model)
     out = Path(save_directory)
@@ -92,9 +81,8 @@ def save_pretrained(
         for name in (WEIGHTS_NAME, CONFIG_NAME):  # the weights first: a config.json never names missing weights
             atomic_write(out / name, lambda tmp, name=name: os.replace(Path(staging) / name, tmp))
     if model_card:
-        card = model_card_text(model, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id,
-                               timm_loads=config[CONFIG_KEY]["timm_compatible"])
-        atomic_write(out / "README.md", card)
+        atomic_write(out / "README.md", model_card_text(model, metrics=metrics, **card,
+                                                        timm_loads=config[CONFIG_KEY]["timm_compatible"]))
     return out
 
 
@@ -108,8 +96,7 @@ def from_pretrained(
 ) -> nn.Module:
     """Model saved by ``save_pretrained`` (a folder) or pushed to the Hub (``"org/repo"``), with its weights.
 
-    ``features_only`` / ``out_indices`` / ``feature_cls`` as in ``regnet_zoo.create``; ``kwargs`` go
-    to the model (``num_classes``, ``in_chans``, ``global_pool``, ``device``, ...; default: the saved ones).
+    Arguments as in ``regnet_zoo.create``; ``num_classes``, ``in_chans``, ``global_pool`` default to the saved ones.
     """
     folder = Path(path_or_repo)
     repo = os.fspath(path_or_repo)
@@ -145,26 +132,23 @@ def push_to_hub(
     model: nn.Module,
     repo_id: str,
     *,
-    metrics: Mapping[str, float] | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
     private: bool | None = None,
     token: str | None = None,
     revision: str | None = None,
     commit_message: str = "Add RegNet weights (regnet-zoo)",
     create_pr: bool = False,
+    **card: Any,
 ):
-    """Publish ``model`` to the Hub repo ``repo_id`` (created if needed) in one commit.
+    """Publish what ``save_pretrained`` writes (``card``: its ``metrics``, ``license``, ``datasets``) to ``repo_id``.
 
-    Uploads what ``save_pretrained`` writes through ``huggingface_hub`` (``HfApi.create_repo`` +
-    ``upload_folder``); the token comes from ``token``, ``HF_TOKEN`` or ``hf auth login``.
-    Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
+    One commit through ``HfApi.create_repo`` (if needed) + ``upload_folder``; the token comes from ``token``,
+    ``HF_TOKEN`` or ``hf auth login``. Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
     """
     _check_model(model)
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id)
+        save_pretrained(model, tmp, repo_id=repo_id, **card)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
@@ -177,8 +161,7 @@ def _published_entry(model: str | None, tag: str | None, num_classes: int) -> We
     """The manifest entry of published weights ``model.tag`` whose classifier the model still has, else None."""
     if model is None or not tag:
         return None
-    w = next((w for w in load_manifest().for_model(model) if w.tag == tag), None)
-    return w if w is not None and w.num_classes == num_classes else None
+    return next((w for w in load_manifest().for_model(model) if w.tag == tag and w.num_classes == num_classes), None)
 
 
 def _weights_line(pcfg: Mapping[str, Any], published: WeightsEntry | None) -> str:
@@ -210,8 +193,11 @@ def model_card_text(
     repo_id: str | None = None,
     timm_loads: bool = True,
 ) -> str:
-    """A Hub model card (YAML metadata + markdown) describing ``model``, its complexity and metrics.
+    """A Hub model card (YAML metadata + markdown) describing ``model``, its complexity and ``metrics``.
 
+    ``license``: default the weights' (``pretrained_cfg["license"]``: published tags and their original files),
+    else ``other`` (with a warning). ``datasets``: training datasets, the classifier's label space last
+    (default: the manifest's for the weights' tag, else unknown). ``repo_id``: for the usage snippet.
     ``timm_loads``: the config.json is one timm can build (library_name timm, timm usage snippet).
     """
     cfg = model.cfg

@@ -1,8 +1,7 @@
 """Turn a ``pretrained=`` argument or an ``hf-hub:`` name into weights: the one module that knows every source.
 
-Tags come from the Hub (``weights.hub``), ``"pycls"`` / ``"torchvision"`` from the original URLs
-(``weights.origin``). A path may hold any supported layout (detected and converted); a file named like
-an original published file (``RegNetX-200MF_dds_8gpu.pyth``) gets that entry's tag, licence and preprocessing.
+Tags come from the Hub (``hub``), ``"pycls"`` / ``"torchvision"`` from the original URLs (``origin``), a path
+may hold any supported layout (detected and converted).
 """
 
 from __future__ import annotations
@@ -46,10 +45,7 @@ def read_weights(path: str | os.PathLike) -> Pretrained:
 
 
 def origin_file_cfg(path: str | os.PathLike, fmt: str) -> tuple[dict[str, Any], str]:
-    """(pretrained_cfg, note) for a file named like an original published file of the manifest, else ({}, "").
-
-    The entry's tag, licence, preprocessing and paper then describe the weights (format must agree).
-    """
+    """(that entry's pretrained_cfg, a note) for a file named like a manifest entry's original file, else ({}, "")."""
     try:
         w = load_manifest().find_origin_file(path)
     except WeightsError as e:  # a broken manifest override must not stop loading a local file
@@ -64,11 +60,10 @@ def origin_file_cfg(path: str | os.PathLike, fmt: str) -> tuple[dict[str, Any], 
 
 def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.PathLike,
                        cache_dir: str | os.PathLike | None = None) -> Pretrained:
-    """Weights for ``entry`` from a local file, or (True / a tag) from the Hugging Face Hub.
+    """Weights for ``entry`` from a local file, or (True / a manifest tag) from the Hugging Face Hub.
 
-    Tags are the manifest's (``regnet-zoo list --pretrained``); the pseudo-tags ``"pycls"`` and
-    ``"torchvision"`` fetch the original files from the paper's / torchvision's URL and convert them,
-    as do tags without a Hub copy (torchvision's V1 weights, ``tv_in1k``).
+    The pseudo-tags ``"pycls"`` / ``"torchvision"`` and tags without a Hub copy (``tv_in1k``) fetch the original
+    file and convert it.
     """
     if is_path(pretrained):
         return read_weights(pretrained)
@@ -76,11 +71,8 @@ def resolve_pretrained(entry: ModelEntry | None, pretrained: bool | str | os.Pat
         raise WeightsError("pretrained=True needs a registered model name; for a custom config "
                            "pass pretrained='path/to/weights.safetensors'")
     tag = None if pretrained is True else str(pretrained)
-    manifest = load_manifest()
-    if tag in ORIGIN_TAGS:
-        return fetch_origin(manifest.get(entry.name, ORIGIN_TAGS[tag]), cache_dir=cache_dir)
-    w = manifest.get(entry.name, tag)
-    return fetch_hub(w, cache_dir) if w.hub is not None else fetch_origin(w, cache_dir=cache_dir)
+    w = load_manifest().get(entry.name, ORIGIN_TAGS.get(tag, tag))
+    return fetch_hub(w, cache_dir) if w.hub is not None and tag not in ORIGIN_TAGS else fetch_origin(w, cache_dir)
 
 
 def download_file(w: WeightsEntry, cache_dir: str | os.PathLike | None = None, from_origin: bool = False) -> str:
@@ -100,9 +92,8 @@ def create_from_hub(
 ) -> nn.Module:
     """``AnyNet`` of a Hub repo (``org/name[@revision]``) from its config.json; ``pretrained=True`` loads its weights.
 
-    ``regnet_zoo.create`` passes ``pretrained=True`` unless told otherwise (a repo names weights) and
-    wraps features itself; False builds the architecture alone (timm's default), a path loads that
-    file instead. ``model_kwargs`` go to ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
+    False builds the architecture alone (timm's default), a path loads that file instead; ``model_kwargs`` go to
+    ``build_model`` (``num_classes``, ``in_chans``, ``device``, ...).
     """
     repo_id, revision = split_revision(repo)
     where = f"hf-hub:{repo}"
