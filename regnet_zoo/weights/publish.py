@@ -60,14 +60,16 @@ def save_pretrained(
     save_directory: str | os.PathLike,
     *,
     metrics: Mapping[str, float] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    repo_id: str | None = None,
     model_card: bool = True,
-    **card: Any,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and (``model_card``) ``README.md`` to ``save_directory``.
 
     ``model``: an ``AnyNet`` (``regnet_zoo.create(...)``); ``metrics``: accuracies to publish, e.g.
-    ``{"top1": 81.3, "top5": 95.6}`` (percent); ``card``: ``model_card_text``'s ``license``, ``datasets``
-    and ``repo_id``. Returns the folder.
+    ``{"top1": 81.3, "top5": 95.6}`` (percent); ``license``, ``datasets``, ``repo_id``: as in
+    ``model_card_text``. Returns the folder.
     """
     _check_model(model)
     out = Path(save_directory)
@@ -81,8 +83,9 @@ def save_pretrained(
         for name in (WEIGHTS_NAME, CONFIG_NAME):  # the weights first: a config.json never names missing weights
             atomic_write(out / name, lambda tmp, name=name: os.replace(Path(staging) / name, tmp))
     if model_card:
-        atomic_write(out / "README.md", model_card_text(model, metrics=metrics, **card,
-                                                        timm_loads=config[CONFIG_KEY]["timm_compatible"]))
+        card = model_card_text(model, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id,
+                               timm_loads=config[CONFIG_KEY]["timm_compatible"])
+        atomic_write(out / "README.md", card)
     return out
 
 
@@ -132,14 +135,16 @@ def push_to_hub(
     model: nn.Module,
     repo_id: str,
     *,
+    metrics: Mapping[str, float] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
     private: bool | None = None,
     token: str | None = None,
     revision: str | None = None,
     commit_message: str = "Add RegNet weights (regnet-zoo)",
     create_pr: bool = False,
-    **card: Any,
 ):
-    """Publish what ``save_pretrained`` writes (``card``: its ``metrics``, ``license``, ``datasets``) to ``repo_id``.
+    """Publish what ``save_pretrained`` writes (with these card fields) to the Hub repo ``repo_id``.
 
     One commit through ``HfApi.create_repo`` (if needed) + ``upload_folder``; the token comes from ``token``,
     ``HF_TOKEN`` or ``hf auth login``. Returns huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
@@ -148,7 +153,7 @@ def push_to_hub(
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp, repo_id=repo_id, **card)
+        save_pretrained(model, tmp, metrics=metrics, license=license, datasets=datasets, repo_id=repo_id)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
