@@ -67,11 +67,9 @@ def eval_data_config(model, *, test_size: bool = False, input_size: int | None =
     input size and crop where it has them, else the training ones) under the explicit overrides."""
     from timm.data import resolve_data_config
 
-    overrides = {"crop_pct": crop_pct, "interpolation": interpolation}
-    if input_size:
-        overrides["input_size"] = (model.in_chans, input_size, input_size)
-    return resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model,
-                               use_test_size=test_size)
+    overrides = {"img_size": input_size, "in_chans": model.in_chans, "crop_pct": crop_pct,
+                 "interpolation": interpolation}  # None: not overridden
+    return resolve_data_config(overrides, model=model, use_test_size=test_size)
 
 
 def _load_model(a: argparse.Namespace):

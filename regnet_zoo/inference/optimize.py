@@ -1,10 +1,5 @@
-"""Inference speed-ups: BN folding, channels_last, bf16 / int8, ``torch.compile``, and the combined path.
-
-What helps depends on the model, batch and machine (see ``regnet-zoo benchmark``): on CPU, BN
-folding + channels_last (oneDNN's NHWC convolutions) usually help; bf16 helps where the CPU has bf16
-instructions (``avx512_bf16``, AMX); int8 (OpenVINO) helps most. ``torch.compile`` with inductor
-weight freezing adds more but costs compile time (and needs a C++ compiler on CPU).
-"""
+"""Inference speed-ups: BN folding, channels_last, bf16 / int8, ``torch.compile``, and the combined path
+(what helps depends on the model, batch and machine: ``regnet-zoo benchmark``)."""
 
 from __future__ import annotations
 

@@ -99,13 +99,6 @@ def checkpoint_files(folder: str) -> list[str]:
     return sorted(os.path.basename(p) for p in glob.glob(pattern) if os.path.isfile(p))
 
 
-def find_last_checkpoint(folder: str) -> str | None:
-    """The newest ``last*.ckpt`` in ``folder`` (the file Lightning's ``ckpt_path="last"`` picks), or None."""
-    last = [os.path.join(folder, name) for name in checkpoint_files(folder)
-            if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
-    return max(last, key=os.path.getmtime) if last else None
-
-
 class RegNetCLI(LightningCLI):
     """LightningCLI with the checkpoint, logging, linking and export defaults described in the module."""
 
@@ -159,9 +152,10 @@ class RegNetCLI(LightningCLI):
         if not ckpt_path or (folder is None and ckpt_path == "last"):
             return ckpt_path
         if ckpt_path == "last":
-            found = find_last_checkpoint(folder)
-            if found is not None:
-                return found
+            last = [os.path.join(folder, name) for name in checkpoint_files(folder)
+                    if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
+            if last:  # the newest, as Lightning's ckpt_path="last" picks
+                return max(last, key=os.path.getmtime)
             if self.subcommand != "fit":
                 raise RunFolderError(f"--ckpt_path last: no last checkpoint in {folder}; train first (regnet-zoo fit "
                                      "with the same config) or pass a checkpoint file")

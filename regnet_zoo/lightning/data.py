@@ -1,9 +1,6 @@
-"""LightningDataModules: the embedded digits, ImageNet-layout folders, and any folder of classes.
-
-All share one loader policy (``ClassificationDataModule``): per-device ``batch_size``, epoch-seeded
-shuffling sharded over ranks (``EpochDataLoader``), dropped last partial training batch (as pycls),
-workers and pinned memory. Each exposes ``num_classes``, ``in_chans`` and ``classes``; the CLI links
-the first two to the model.
+"""LightningDataModules: the embedded digits, ImageNet-layout folders, and any folder of classes, sharing one
+loader policy (``ClassificationDataModule``); each exposes ``num_classes``, ``in_chans`` (linked to the model
+by the CLI) and ``classes``.
 """
 
 from __future__ import annotations
@@ -115,11 +112,6 @@ def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0)
 
 
 # ---------------------------------------------------------------------------- loading
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A well-mixed 63-bit seed for (seed, epoch, rank)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
-
-
 class EpochDataLoader(DataLoader):
     """``DataLoader`` whose epoch is seeded from (seed, ``sampler.epoch``, rank) when its first batch is drawn.
 
@@ -136,15 +128,10 @@ class EpochDataLoader(DataLoader):
         super().__init__(dataset, *args, **kwargs)
         self.seed, self.rank = seed, rank
 
-    @property
-    def epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", 0))
-
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        return self._epoch_batches()  # a generator: nothing runs until the first next()
-
-    def _epoch_batches(self) -> Iterator[Any]:
-        s = epoch_seed(self.seed, self.epoch, self.rank)
+        # a generator: nothing runs until the first next(); a well-mixed 63-bit seed of (seed, epoch, rank)
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        s = int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1, np.uint64)[0]) >> 1
         if self.generator is not None:
             self.generator.manual_seed(s)
         torch.manual_seed(s)
