@@ -1,12 +1,6 @@
-"""``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
-
-Added to LightningCLI (docs/training.md, "The command line"): a ``checkpoint`` section keeping
-``best.ckpt`` (by ``val/acc1``) and a ``last.ckpt`` written at every save point in
-``<default_root_dir>/checkpoints``; ``--ckpt_path last`` resolved to that folder (no pretrained download
-when a checkpoint is loaded); a new ``fit`` into a folder holding an earlier run's checkpoints stops
-unless ``--overwrite true``; data ``num_classes``/``in_chans`` linked to the model; atomic checkpoint
-writes; CSV logs; ``TimmSyncBatchNorm`` for ``--trainer.sync_batchnorm true``; recipes building on a
-``__base__``; a report after ``fit``; CSV ``predict`` output; ``--export_dir`` / ``--push_to_hub``.
+"""``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules, with
+the additions of docs/training.md, "The command line" (``best.ckpt`` / ``last.ckpt``, ``--ckpt_path last``, run
+folders, linked data, atomic writes, CSV logs, ``TimmSyncBatchNorm``, ``__base__`` recipes, report, export).
 """
 
 from __future__ import annotations

@@ -114,10 +114,8 @@ class RegNetClassifier(L.LightningModule):
         mixers = [mix(alpha=a, num_classes=num_classes)
                   for a, mix in ((mixup_alpha, v2.MixUp), (cutmix_alpha, v2.CutMix)) if a > 0]
         self.mixer = v2.RandomChoice(mixers) if len(mixers) == 2 else next(iter(mixers), None)
-        # top-1 and top-5 (capped at the class count) micro accuracy
-        metrics = MetricCollection({"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-                                    "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes),
-                                                               average="micro")})
+        metrics = MetricCollection({f"acc{k}": MulticlassAccuracy(num_classes, top_k=min(k, num_classes),
+                                                                  average="micro") for k in (1, 5)})
         self.train_metrics, self.val_metrics, self.test_metrics = (
             metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test"))
         self.val_raw_metrics = metrics.clone(prefix="val/", postfix="_raw") if ema and ema_validate_model else None
@@ -223,14 +221,6 @@ class RegNetClassifier(L.LightningModule):
         return self.eval_model(self.prepare_input(x)).softmax(dim=-1)
 
     # ------------------------------------------------------------------ optimizer
-    def per_device_batch_size(self) -> int:
-        """Images per device per step, from the train loader (or the ``batch_size`` argument)."""
-        size = getattr(self.trainer.train_dataloader, "batch_size", None) or self.hparams.batch_size
-        if size is None:
-            raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
-                             "batch_size; pass model.batch_size")
-        return int(size)
-
     def configure_optimizers(self) -> dict[str, Any]:
         hp, trainer = self.hparams, self.trainer
         trainer.fit_loop.setup_data()  # loads the train loader now: its batch size and length set the schedule
@@ -251,8 +241,12 @@ class RegNetClassifier(L.LightningModule):
                 f"ends after {epochs:g} (model.schedule_epochs): the last {train_epochs - epochs:g} epochs run at "
                 f"the schedule's final LR ({hp.min_lr:g} x peak). Set model.schedule_epochs {train_epochs:g} (or "
                 "null to follow trainer.max_epochs) to stretch the schedule over the whole run.")
-        optimizer, scheduler = self.make_optimizer(steps_per_epoch, epochs, self.per_device_batch_size(),
-                                                   trainer.num_devices, trainer.num_nodes, accumulate)
+        batch_size = getattr(trainer.train_dataloader, "batch_size", None) or hp.batch_size
+        if batch_size is None:
+            raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
+                             "batch_size; pass model.batch_size")
+        optimizer, scheduler = self.make_optimizer(steps_per_epoch, epochs, int(batch_size), trainer.num_devices,
+                                                   trainer.num_nodes, accumulate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def make_optimizer(self, steps_per_epoch: int, schedule_epochs: float, per_device_batch_size: int,

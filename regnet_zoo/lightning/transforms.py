@@ -21,11 +21,7 @@ from regnet_zoo.lightning.errors import DataError
 # PCA of ImageNet's RGB pixels (in [0, 1]), as pycls (from fb.resnet.torch): eigenvalues and
 # eigenvectors (columns), RGB order.
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
-IMAGENET_PCA_EIGVEC = (
-    (-0.5675, 0.7192, 0.4009),
-    (-0.5808, -0.0045, -0.8140),
-    (-0.5836, -0.6948, 0.4203),
-)
+IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 AutoAugmentName = Literal["autoaugment", "randaugment", "trivialaugment"]
 # PIL modes that ``convert("RGB")`` maps faithfully (grayscale, palette, alpha, CMYK, YCbCr, LAB, HSV).
 _CONVERTIBLE_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
