@@ -36,11 +36,10 @@ def calibration_batches(source: Any, model: nn.Module | None = None, *, num_imag
     what = _describe(source)
     if isinstance(source, torch.Tensor):
         batches: Iterable[Any] = source.split(batch_size)
+    elif isinstance(source, (str, os.PathLike)) and os.fspath(source) == DIGITS:
+        batches = _digits_loader(model, batch_size)
     elif isinstance(source, (str, os.PathLike)):
-        if os.fspath(source) == DIGITS:
-            batches = _digits_loader(model, batch_size)
-        else:
-            batches = _folder_batches(os.fspath(source), model, num_images, batch_size, seed)
+        batches = _folder_batches(os.fspath(source), model, num_images, batch_size, seed)
     elif hasattr(source, "train_dataloader"):
         if hasattr(source, "setup"):
             source.setup("fit")

@@ -180,10 +180,8 @@ def onnx_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tenso
 
 
 def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
-    """Run the ONNX file with onnxruntime (CPU) on each input; the max abs difference to ``model``.
-
-    Raises ``ExportError`` when it exceeds ``atol`` (``ExportDependencyError`` without onnxruntime).
-    """
+    """Max abs difference of the ONNX file run by onnxruntime (CPU) to ``model`` on ``inputs``; ``ExportError`` when
+    it exceeds ``atol`` (``ExportDependencyError`` without onnxruntime)."""
     return _max_abs_diff(path, "onnxruntime", onnx_runner(path), model, inputs, atol)
 
 

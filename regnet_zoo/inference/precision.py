@@ -67,12 +67,9 @@ def require_bf16() -> None:
 
 
 class BF16Inference(nn.Module):
-    """Runs ``model`` (bf16 weights, possibly compiled) on images of any float dtype and memory format.
-
-    The input is cast to bf16 in ``memory_format`` (one copy: 4-8 % of RegNetX-200MF's time at 224 px, 2 %
-    of RegNetX-1.6GF's, mostly the NCHW -> NHWC transposition), the output back to float32; bf16
-    channels_last batches can go to ``.model`` directly. ``pretrained_cfg``, ``num_classes`` and
-    ``in_chans`` are those of ``source``, the model it was made from.
+    """Runs ``model`` (bf16 weights, possibly compiled) on images of any float dtype and memory format, cast to bf16
+    in ``memory_format`` (one copy, costed in docs/deploy.md), with float32 outputs; ``pretrained_cfg``,
+    ``num_classes`` and ``in_chans`` are those of ``source``, the model it was made from.
     """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format = torch.channels_last,

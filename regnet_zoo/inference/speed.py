@@ -135,9 +135,8 @@ def timm_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
 
 
 def zoo_optimized(dtype: str = "fp32", compile: bool = False) -> Callable[[nn.Module, ModelEntry, str], nn.Module]:
-    """A builder of ``optimize_for_inference(model, dtype, compile=compile)``: BN folded, weights in the input's
-    layout (bf16: bf16 weights and activations); ``compile``: + ``torch.compile`` (inductor, weight freezing),
-    which compiles on its first (warm-up) call."""
+    """A builder of ``optimize_for_inference(model, dtype, compile=compile)`` in the input's layout (``compile``
+    compiles on the first, warm-up call)."""
     return lambda model, entry, layout: optimize_for_inference(model, dtype, channels_last=layout == "nhwc",
                                                                compile=compile)
 

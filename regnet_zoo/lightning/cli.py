@@ -230,11 +230,8 @@ class RegNetCLI(LightningCLI):
 
 
 def run(command: str, argv: list[str]) -> int:
-    """Run ``regnet-zoo COMMAND ARGV`` (COMMAND in fit/validate/test/predict); returns the exit status.
-
-    Data and non-finite-loss errors print a one-line message to stderr and return 1; argument errors
-    exit with jsonargparse's message and status 2.
-    """
+    """Run ``regnet-zoo COMMAND ARGV``; returns the exit status: 1 after a one-line message for data, non-finite loss
+    and run-folder errors (argument errors exit with jsonargparse's message and status 2)."""
     if command not in SUBCOMMANDS:
         raise ValueError(f"command must be one of {SUBCOMMANDS}, got {command!r}")
     try:

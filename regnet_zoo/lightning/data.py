@@ -66,11 +66,8 @@ def check_folder(path: str | os.PathLike, what: str = "data folder") -> str:
 
 def scan_class_folder(root: str | os.PathLike, what: str = "data folder",
                       images: bool = True) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sorted sub-folder names) of ``root`` and, with ``images``, its sorted (path, class index) images.
-
-    ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a class folder
-    holds no image files.
-    """
+    """Classes (sorted sub-folder names) of ``root`` and, with ``images``, its sorted (path, class index) images;
+    ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a class holds no images."""
     root = check_folder(root, what)
     try:
         classes = find_classes(root)[0]

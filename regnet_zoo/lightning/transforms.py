@@ -48,10 +48,8 @@ def load_rgb_image(path: str | os.PathLike) -> Image.Image:
 
 
 class Lighting(v2.Transform):
-    """AlexNet-style PCA colour noise (pycls ``transforms.lighting``) on float RGB images in [0, 1].
-
-    Adds ``eigvec @ (alpha * eigval)`` to the three channels, ``alpha ~ N(0, alphastd)`` per image.
-    """
+    """AlexNet-style PCA colour noise (pycls ``transforms.lighting``) on float RGB images in [0, 1], ``alpha ~
+    N(0, alphastd)`` per image."""
 
     def __init__(self, alphastd: float = 0.1, eigval: tuple[float, ...] = IMAGENET_PCA_EIGVAL,
                  eigvec: tuple[tuple[float, ...], ...] = IMAGENET_PCA_EIGVEC):
