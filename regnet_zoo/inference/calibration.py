@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 DIGITS = "digits"
-TRAIN_EXTRA_HINT = "pip install 'regnet-zoo[train]'"
 
 
 class CalibrationError(ValueError):
@@ -85,7 +84,7 @@ def _require_train_extra(purpose: str) -> Any:
         from regnet_zoo.lightning import data
     except ImportError as err:
         raise CalibrationError(f"{purpose} needs the training extra ({err}); install it with: "
-                               f"{TRAIN_EXTRA_HINT}") from err
+                               "pip install 'regnet-zoo[train]'") from err
     return data
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from regnet_zoo.factory import create
-from regnet_zoo.inference.optimize import optimize_for_inference, to_channels_last
+from regnet_zoo.inference.optimize import optimize_for_inference
 from regnet_zoo.inference.quantize import quantize_model
 from regnet_zoo.registry import ModelEntry, get_entry
 
@@ -117,21 +117,16 @@ class Variant:
     build: Callable[[nn.Module, ModelEntry, str], nn.Module]
 
 
-def _in_layout(model: nn.Module, layout: str) -> nn.Module:
-    return to_channels_last(model) if layout == "nhwc" else model
-
-
 def zoo_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     """Our model as ``create`` returns it."""
-    return _in_layout(copy.deepcopy(model), layout)
+    return copy.deepcopy(model).to(memory_format=LAYOUTS[layout])
 
 
 def timm_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     """timm's implementation of the architecture (``entry.timm_name``) with our state dict, loaded strictly."""
     ref = timm.create_model(entry.timm_name, pretrained=False, num_classes=model.num_classes)
     ref.load_state_dict(model.state_dict(), strict=True)
-    device = next(model.parameters()).device
-    return _in_layout(ref.to(device).eval(), layout)
+    return ref.to(next(model.parameters()).device, memory_format=LAYOUTS[layout]).eval()
 
 
 def zoo_optimized(dtype: str = "fp32", compile: bool = False) -> Callable[[nn.Module, ModelEntry, str], nn.Module]:

@@ -355,8 +355,7 @@ class RegNetClassifier(L.LightningModule):
     def export_model(self) -> nn.Module:
         """A standalone CPU copy of the evaluation weights (EMA if enabled) in eval mode; its ``pretrained_cfg``
         carries the training data's preprocessing (input size, mean, std, crop, class names) when known."""
-        model = copy.deepcopy(self.eval_model).cpu().eval()
-        model.to(memory_format=torch.contiguous_format)
+        model = copy.deepcopy(self.eval_model).cpu().eval().to(memory_format=torch.contiguous_format)
         model.pretrained_cfg = {**self.model.pretrained_cfg, **(self.data_config or {}),
                                 "num_classes": self.hparams.num_classes}
         return model
