@@ -115,8 +115,7 @@ def evaluate(model, data: str, data_config: dict[str, Any], *, batch_size: int =
     from torchmetrics.classification import MulticlassAccuracy
     from torchvision.datasets import ImageFolder
 
-    transform = create_transform(**data_config, is_training=False)
-    dataset = ImageFolder(data, transform=transform)
+    dataset = ImageFolder(data, transform=create_transform(**data_config, is_training=False))
     if len(dataset) == 0:
         raise WeightsError(f"{data} holds no images")
     targets = imagenet_targets(dataset.classes, model.num_classes, data)

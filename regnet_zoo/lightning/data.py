@@ -90,11 +90,9 @@ def list_images(root: str | os.PathLike) -> list[str]:
 
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic per-class split: (train indices, val indices), both sorted.
-
-    Each class with n >= 2 samples puts ``max(1, round(val_fraction * n))`` (at most n - 1) of them,
-    chosen by a permutation seeded with ``seed``, in val; a class with one sample stays in train.
-    """
+    """Deterministic per-class split: (train indices, val indices), both sorted. Each class with n >= 2 samples puts
+    ``max(1, round(val_fraction * n))`` (at most n - 1) of them, chosen by a permutation seeded with ``seed``, in
+    val; a class with one sample stays in train."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     targets = np.asarray(targets)

@@ -161,11 +161,9 @@ class RegNetClassifier(L.LightningModule):
         return loss
 
     def check_finite_loss(self) -> None:
-        """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf.
-
-        On accelerators step s is checked at the start of step s + 1 (and before the epoch's validation
-        and checkpoints), so the check never stalls the device queue.
-        """
+        """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf; on accelerators
+        step s is checked at the start of step s + 1 (and before the epoch's validation and checkpoints), so the
+        check never stalls the device queue."""
         pending, self._pending_loss = self._pending_loss, None
         if pending is not None and not bool(torch.isfinite(pending[0])):
             loss, step, epoch, batch_idx, lr = pending
@@ -280,25 +278,22 @@ class RegNetClassifier(L.LightningModule):
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
     def on_train_start(self) -> None:
-        self.apply_planned_schedule()
-
-    def apply_planned_schedule(self) -> bool:
-        """After a resume, make the scheduler follow this run's schedule and peak LR; True if it changed.
+        """After a resume, make the scheduler follow this run's schedule and peak LR.
 
         A restored scheduler has the checkpoint's peak LR (``base_lrs``) and ``LrSchedule``. When this run
         plans another (other global batch or schedule settings), that applies from the resumed step on,
         continuing at the epoch reached, with a warning naming the changes.
         """
-        configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
+        configs = self.trainer.lr_scheduler_configs
         scheduler = configs[0].scheduler if configs else None
         restored = getattr(scheduler, "lr_lambdas", [None])[0]
         if self._planned_schedule is None or not isinstance(restored, LrSchedule):
-            return False
+            return
         planned, peak = self._planned_schedule
         old_peak = scheduler.base_lrs[0]
         same_peak = all(math.isclose(p, peak, rel_tol=1e-9) for p in scheduler.base_lrs)
         if same_peak and restored.recipe() == planned.recipe():
-            return False
+            return
         step = scheduler.last_epoch  # optimizer steps done; the next step is this one
         position = restored.progress(step)
         schedule = dataclasses.replace(planned, start_step=step, start_epoch=position)
@@ -320,7 +315,6 @@ class RegNetClassifier(L.LightningModule):
             f"{', '.join(changes)}. This run's schedule applies from here on, continuing at epoch {position:.3f} "
             f"(the LR of the next step is {optimizer.param_groups[0]['lr']:.6g} instead of {old_lr:.6g}). To keep "
             "the checkpoint's schedule, resume with its devices, batch size and schedule settings.")
-        return True
 
     # ------------------------------------------------------------------ export
     def _datamodule_config(self) -> dict[str, Any] | None:

@@ -28,11 +28,8 @@ _CONVERTIBLE_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "R
 
 
 def load_rgb_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as 8-bit RGB; grayscale, palette, RGBA and CMYK are converted.
-
-    Raises ``DataError`` naming the file for unreadable/truncated files and for modes without a faithful
-    8-bit RGB conversion (16/32-bit integer or float images).
-    """
+    """Read an image file as 8-bit RGB (grayscale, palette, RGBA and CMYK converted); ``DataError`` naming the file
+    for unreadable/truncated files and modes without a faithful 8-bit RGB conversion (16/32-bit int or float)."""
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
