@@ -199,8 +199,7 @@ def fasterrcnn_regnet_fpn(model: str | ModelCfg | dict[str, Any] | AnyNet = "reg
     Keyword arguments: ``returned_stages`` (default 1..4), ``trainable_stages``, ``frozen_bn`` and
     ``out_channels`` as ``regnet_fpn_backbone``; ``backbone_kwargs``, its further options; the rest go to
     ``FasterRCNN`` (``min_size``, ``max_size``, ``box_score_thresh``, ``image_mean``, ``image_std``, ...).
-    Anchors (8 x each map's stride) and RoI pooling are sized to the backbone's maps; images are normalised
-    with the backbone's ``pretrained_cfg`` mean / std.
+    Anchors are 8 x each map's stride.
     """
     return _detector(FasterRCNN, model, num_classes, pretrained_backbone, **kwargs)
 

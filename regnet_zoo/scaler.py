@@ -1,29 +1,9 @@
 """Fast model scaling (Dollár, Singh, Girshick, "Fast and Accurate Model Scaling", CVPR 2021). No torch.
 
 A strategy splits a flops factor ``s`` over depth, width and resolution with exponents
-``e_d + e_w + e_r = 1``: depth x s^e_d, width x s^(e_w/2), resolution x s^(e_r/2). A conv's flops
-(~ d w^2 r^2) then grow by s, its params (~ d w^2) by s^(e_d + e_w) and its activations (~ d w r^2)
-by s^(e_d + e_w/2 + e_r). The paper's strategies:
-
-=========  ==========  ======  ==========  ==================
-strategy   e_d         e_w     e_r         acts ~ s^k, k
-=========  ==========  ======  ==========  ==================
-d          1           0       0           1
-w          0           1       0           0.5
-r          0           0       1           1
-dw         1/2         1/2     0           0.75
-dr         1/2         0       1/2         1
-wr         0           1/2     1/2         0.75
-dwr        1/3         1/3     1/3         5/6 (EfficientNet-style compound)
-dW         1 - a       a       0           1 - a/2 (0.6 for a = 0.8)
-dWr        (1 - a)/2   a       (1 - a)/2   1 - a/2 (pycls' "d1_w8_g8_r1", fast compound)
-=========  ==========  ======  ==========  ==================
-
-Rounding follows pycls' scaler (``pycls/models/scaler.py``, ``scale_model``): the model is first
-generated into its AnyNet stages; then per stage depth d -> max(1, round(d s^e_d)), width
-w -> 8 max(1, round(w s^(e_w/2) / 8)), group width g -> max(1, round(g s^(e_w/2))) snapped to 1, 2, 4
-or a multiple of 8, the bottleneck/group compatibility step (lcm rule for bot_mul > 1), and resolution
-r -> 4 round(r s^(e_r/2) / 4). Stem and head widths stay, as in pycls' AnyNet scaling.
+``e_d + e_w + e_r = 1``: depth x s^e_d, width x s^(e_w/2), resolution x s^(e_r/2); activations then grow
+about s^(e_d + e_w/2 + e_r). The paper's strategies and pycls' rounding (``pycls/models/scaler.py``: per
+stage, on the generated AnyNet stages; stem and head widths stay) are tabled in ``docs/scaling.md``.
 """
 
 from __future__ import annotations

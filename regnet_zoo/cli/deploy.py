@@ -78,10 +78,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "benchmark", help="images/s of zoo models, eager and optimised, vs timm",
-        description="Inference images/s of each zoo model (random init), eager, BN-folded (and with --compile "
-                    "compiled), and of timm's same architecture with the same weights, in each layout, timed "
-                    "interleaved; ratios are to timm's eager model in the first layout. The full protocol is "
-                    "benchmarks/deploy_speed.py in the repository.")
+        description="Inference images/s of each zoo model (random init), eager, BN-folded (and compiled with "
+                    "--compile), and of timm's same architecture with the same weights, in each layout, timed "
+                    "interleaved; ratios are to timm's eager model in the first layout (benchmarks/deploy_speed.py).")
     p.add_argument("names", nargs="+", metavar="NAME", help="zoo model names or aliases (e.g. regnetx_200mf)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per call (default 8)")
     p.add_argument("--resolution", type=positive_int, default=224, help="input size in pixels (default 224)")

@@ -1,12 +1,6 @@
-"""``regnet-zoo eval NAME[.TAG] --data DIR``: top-1 / top-5 of pretrained weights on an image folder.
-
-The folder is ImageNet-style (one sub-folder per class). Folders named by ImageNet synsets
-(``n01440764`` ...) map to the ImageNet-1k class indices, so a subset of the classes works too;
-other folders must have as many classes as the model, in sorted order. Images are preprocessed
-as the weights' manifest entry says (timm's eval transform: resize to size / crop_pct, centre
-crop, normalise; with ``--test-size`` the weights' test size and crop, which timm's validate.py
-uses by default), accuracy is counted with torchmetrics, and the result is compared with
-the accuracies the weights' source reports.
+"""``regnet-zoo eval NAME[.TAG] --data DIR``: top-1 / top-5 of pretrained weights on an ImageNet-style image folder
+with the weights' preprocessing (timm's eval transform), compared with the accuracies their source reports
+(docs/weights.md, "Checking accuracy").
 
     regnet-zoo eval regnety_4.0gf --data imagenet/val
     regnet-zoo eval regnetx_1.6gf.tv2_in1k --data val/ --batch-size 128 --workers 8
@@ -67,11 +61,9 @@ def eval_data_config(model, *, test_size: bool = False, input_size: int | None =
     input size and crop where it has them, else the training ones) under the explicit overrides."""
     from timm.data import resolve_data_config
 
-    overrides = {"crop_pct": crop_pct, "interpolation": interpolation}
-    if input_size:
-        overrides["input_size"] = (model.in_chans, input_size, input_size)
-    return resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model,
-                               use_test_size=test_size)
+    overrides = {"img_size": input_size, "in_chans": model.in_chans, "crop_pct": crop_pct,
+                 "interpolation": interpolation}  # None: not overridden
+    return resolve_data_config(overrides, model=model, use_test_size=test_size)
 
 
 def _load_model(a: argparse.Namespace):
@@ -118,22 +110,20 @@ def imagenet_targets(classes: list[str], num_classes: int, root: str) -> list[in
 def evaluate(model, data: str, data_config: dict[str, Any], *, batch_size: int = 64, workers: int = 4,
              limit: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """Top-1/top-5 accuracy (percent) of ``model`` on the image folder ``data`` with timm's eval transform."""
-    import numpy as np
     import torch
     from timm.data import create_transform
     from torchmetrics.classification import MulticlassAccuracy
     from torchvision.datasets import ImageFolder
 
-    transform = create_transform(**data_config, is_training=False)
-    dataset = ImageFolder(data, transform=transform)
+    dataset = ImageFolder(data, transform=create_transform(**data_config, is_training=False))
     if len(dataset) == 0:
         raise WeightsError(f"{data} holds no images")
     targets = imagenet_targets(dataset.classes, model.num_classes, data)
     dataset.target_transform = targets.__getitem__
-    indices = np.arange(len(dataset))
+    indices = list(range(len(dataset)))
     if limit is not None and limit < len(dataset):
-        indices = np.unique(np.linspace(0, len(dataset) - 1, num=limit).round().astype(int))
-    subset = torch.utils.data.Subset(dataset, indices.tolist())
+        indices = torch.linspace(0, len(dataset) - 1, limit, dtype=torch.float64).round().unique().long().tolist()
+    subset = torch.utils.data.Subset(dataset, indices)
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, shuffle=False,
                                          pin_memory=device.startswith("cuda"))
     k = min(5, model.num_classes)

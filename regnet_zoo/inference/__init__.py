@@ -5,7 +5,6 @@ from regnet_zoo.inference.export import (
     ExportDependencyError,
     ExportError,
     check_onnx,
-    example_input,
     export_onnx,
     onnx_metadata,
     to_torchscript,
@@ -36,6 +35,6 @@ __all__ = ["PRECISIONS", "BF16Inference", "BF16UnsupportedError", "BNFusionError
            "EmulatedBF16Warning", "ExportDependencyError", "ExportError", "FrozenCompiled",
            "QuantizationDependencyError", "QuantizationError", "QuantizedArtifactError", "QuantizedModel",
            "UnsupportedDtypeError", "batchnorm_layers", "calibration_batches", "check_onnx", "compile_model",
-           "cpu_capabilities", "example_input", "export_onnx", "fuse_bn", "load_quantized", "onnx_metadata",
+           "cpu_capabilities", "export_onnx", "fuse_bn", "load_quantized", "onnx_metadata",
            "optimize_for_inference", "quantize_model", "read_metadata", "require_bf16", "save_quantized",
            "to_channels_last", "to_torchscript"]

@@ -1,11 +1,9 @@
 """Calibration images for post-training quantization: a few hundred preprocessed images from any source.
 
 Sources (``calibration_batches``): a tensor ``(N, C, H, W)`` of preprocessed images; an iterable of batches
-(a ``DataLoader``) of tensors or ``(images, targets)`` pairs; a LightningDataModule (``train_dataloader()``:
-the *training* split, so the validation split stays untouched for measuring accuracy); ``"digits"``, the
-digits demo data at the model's input size; a folder of images (recursive, e.g. ImageNet's ``train/``) in
-the model's own eval transform (timm ``resolve_model_data_config`` + ``create_transform``), a seeded random
-subset spanning all sub-folders.
+(a ``DataLoader``) of tensors or ``(images, targets)`` pairs; a LightningDataModule (its *training* split:
+the validation split stays for measuring accuracy); ``"digits"``, the demo data at the model's input size;
+an image folder (recursive, a seeded random subset) in the model's eval transform (timm ``create_transform``).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import torch
 from torch import nn
 
 DIGITS = "digits"
-TRAIN_EXTRA_HINT = "pip install 'regnet-zoo[train]'"
 
 
 class CalibrationError(ValueError):
@@ -29,21 +26,19 @@ def calibration_batches(source: Any, model: nn.Module | None = None, *, num_imag
                         batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
     """Up to ``num_images`` float32 NCHW images from ``source`` (see the module doc), in batches.
 
-    ``model`` gives the preprocessing of image folders and ``"digits"`` (``pretrained_cfg``) and the channel
-    count (``in_chans``); ``batch_size`` applies to folders and digits (other sources keep their batching);
-    ``seed`` picks an image folder's subset. Raises ``CalibrationError`` naming the source when it yields
-    no images, an image cannot be read, or its batches are not float (N, C, H, W) with the model's channels.
+    ``model`` gives the preprocessing of folders and ``"digits"`` and the channel count; ``batch_size`` applies
+    to folders and digits; ``seed`` picks a folder's subset. ``CalibrationError`` naming the source when it
+    yields no images, an image cannot be read, or batches are not float (N, C, H, W) with the model's channels.
     """
     if num_images < 1 or batch_size < 1:
         raise ValueError(f"num_images and batch_size must be >= 1, got {num_images}, {batch_size}")
     what = _describe(source)
     if isinstance(source, torch.Tensor):
         batches: Iterable[Any] = source.split(batch_size)
+    elif isinstance(source, (str, os.PathLike)) and os.fspath(source) == DIGITS:
+        batches = _digits_loader(model, batch_size)
     elif isinstance(source, (str, os.PathLike)):
-        if os.fspath(source) == DIGITS:
-            batches = _digits_loader(model, batch_size)
-        else:
-            batches = _folder_batches(os.fspath(source), model, num_images, batch_size, seed)
+        batches = _folder_batches(os.fspath(source), model, num_images, batch_size, seed)
     elif hasattr(source, "train_dataloader"):
         if hasattr(source, "setup"):
             source.setup("fit")
@@ -89,7 +84,7 @@ def _require_train_extra(purpose: str) -> Any:
         from regnet_zoo.lightning import data
     except ImportError as err:
         raise CalibrationError(f"{purpose} needs the training extra ({err}); install it with: "
-                               f"{TRAIN_EXTRA_HINT}") from err
+                               "pip install 'regnet-zoo[train]'") from err
     return data
 
 

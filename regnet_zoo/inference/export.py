@@ -65,13 +65,6 @@ def preprocessing(model: nn.Module, keys: tuple[str, ...] = PREPROCESSING_KEYS) 
     return {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in keys if cfg.get(k) is not None}
 
 
-def example_input(model: nn.Module, resolution: int = 224, batch: int = 2) -> torch.Tensor:
-    """A random (batch, in_chans, resolution, resolution) image batch on the model's device."""
-    param = next(model.parameters())
-    in_chans = getattr(model, "in_chans", 3)
-    return torch.randn(batch, in_chans, resolution, resolution, device=param.device, dtype=param.dtype)
-
-
 def to_torchscript(model: nn.Module, example: torch.Tensor | None = None,
                    path: str | os.PathLike | None = None, method: str = "script") -> torch.jit.ScriptModule:
     """TorchScript of ``model.eval()``, saved to ``path`` (atomically) if given.
@@ -122,9 +115,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         metadata: extra ``metadata_props``; the model's ``pretrained_cfg`` preprocessing
             (``onnx_metadata``) is always written.
 
-    Written by ``save_staged`` under the final names (so the model refers to the data file beside it):
-    nothing appears unless complete. A missing ``onnxscript`` / ``onnx`` or an exporter failure raises
-    ``ExportError``.
+    Written by ``save_staged``. A missing ``onnxscript`` / ``onnx`` or an exporter failure raises ``ExportError``.
     """
     require_packages("onnx", "onnxscript", purpose="ONNX export")
     path = Path(path)
@@ -180,10 +171,7 @@ def save_staged(path: Path, save: Callable[[Path], None]) -> Path:
 
 
 def onnx_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ONNX file as a function of image tensors (onnxruntime, CPU; float32 in and out).
-
-    ``ExportDependencyError`` without onnxruntime.
-    """
+    """The ONNX file as a function of image tensors (onnxruntime, CPU; float32 in and out)."""
     require_packages("onnxruntime", purpose="checking an ONNX file")
     import onnxruntime as ort
 
@@ -192,10 +180,8 @@ def onnx_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tenso
 
 
 def check_onnx(path: str | os.PathLike, model: nn.Module, inputs: list[torch.Tensor], atol: float = 1e-4) -> float:
-    """Run the ONNX file with onnxruntime (CPU) on each input; the max abs difference to ``model``.
-
-    Raises ``ExportError`` when it exceeds ``atol`` (``ExportDependencyError`` without onnxruntime).
-    """
+    """Max abs difference of the ONNX file run by onnxruntime (CPU) to ``model`` on ``inputs``; ``ExportError`` when
+    it exceeds ``atol`` (``ExportDependencyError`` without onnxruntime)."""
     return _max_abs_diff(path, "onnxruntime", onnx_runner(path), model, inputs, atol)
 
 
@@ -219,10 +205,7 @@ def check_torchscript(path: str | os.PathLike, model: nn.Module, inputs: list[to
 
 def _max_abs_diff(path: str | os.PathLike, runtime: str, run: Callable[[torch.Tensor], torch.Tensor],
                   model: nn.Module, inputs: list[torch.Tensor], atol: float) -> float:
-    """Max abs difference of ``run`` (an exported model) to ``model.eval()`` over ``inputs``.
-
-    Raises ``ExportError`` on an output shape mismatch or a difference above ``atol``.
-    """
+    """Max abs difference of ``run`` (an exported model) to ``model.eval()`` over ``inputs`` (at most ``atol``)."""
     worst = 0.0
     model = model.eval()
     for x in inputs:
@@ -278,12 +261,8 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: l
 
 
 def export_openvino(model: nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
-    """Write ``model.eval()`` as OpenVINO IR: ``path`` (``.xml``, the graph) and ``path.with_suffix(".bin")``.
-
-    Batch axis dynamic, C x H x W of ``example``; float32 weights (not compressed to fp16); written as
-    ``save_staged`` does (the ``.bin`` first, nothing left on failure). ``ExportError`` when OpenVINO
-    cannot convert the model; ``ExportDependencyError`` without OpenVINO.
-    """
+    """Write ``to_openvino(model, example)`` as OpenVINO IR by ``save_staged``: ``path`` (``.xml``, the graph) and
+    ``path.with_suffix(".bin")`` (float32 weights, not compressed to fp16)."""
     path = Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"an OpenVINO IR path ends in .xml, got {path}")
@@ -294,10 +273,8 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, example: torch.Te
 
 
 def to_openvino(model: nn.Module, example: torch.Tensor) -> Any:
-    """``openvino.convert_model`` of ``model.eval()``: batch axis dynamic, C x H x W of ``example``.
-
-    ``ExportError`` when OpenVINO cannot convert the model; ``ExportDependencyError`` without OpenVINO.
-    """
+    """``openvino.convert_model`` of ``model.eval()``: batch axis dynamic, C x H x W of ``example``; ``ExportError``
+    when OpenVINO cannot convert it."""
     require_packages("openvino", purpose="OpenVINO export", extra="quant")
     import openvino as ov
 

@@ -1,8 +1,4 @@
-"""Fold BatchNorm into the preceding convolution for inference.
-
-In eval mode BN is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
-so ``bn(conv(x)) == conv'(x)`` with ``W' = W * gamma / sqrt(var + eps)`` and
-``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (``torch.nn.utils.fusion.fuse_conv_bn_weights``).
+"""Fold eval-mode BatchNorm into the preceding convolution (``torch.nn.utils.fusion.fuse_conv_bn_weights``);
 timm's ``BatchNormAct2d`` (BN + ReLU in one module) is replaced by its activation.
 """
 
@@ -62,16 +58,12 @@ def _fuse_children(module: nn.Module) -> None:
 
 
 def fuse_bn(model: nn.Module, inplace: bool = False, strict: bool = True) -> nn.Module:
-    """Fold every BatchNorm into the conv before it; returns the model in eval mode.
+    """Fold every BatchNorm into the conv before it; returns the model in eval mode, equal to ``model.eval()``
+    up to float rounding.
 
-    Covers modules holding ``conv`` + ``bn`` (timm's ``ConvNormAct``, all of our model) and
-    ``nn.Sequential`` conv -> BN pairs. The folded model computes the same function as ``model.eval()``
-    (equal up to float rounding) with a bias in each conv and no BN.
-
-    Args:
-        model: any module; left unchanged unless ``inplace``.
-        inplace: fold into ``model`` itself instead of a deep copy.
-        strict: raise ``BNFusionError`` naming the BN layers that could not be folded.
+    Covers modules holding ``conv`` + ``bn`` (timm's ``ConvNormAct``, all of our model) and ``nn.Sequential``
+    conv -> BN pairs. ``inplace``: fold into ``model`` itself, not a copy; ``strict``: ``BNFusionError`` naming
+    the BN layers left.
     """
     fused = model if inplace else copy.deepcopy(model)
     fused.eval()

@@ -1,10 +1,5 @@
-"""Inference speed-ups: BN folding, channels_last, bf16 / int8, ``torch.compile``, and the combined path.
-
-What helps depends on the model, batch and machine (see ``regnet-zoo benchmark``): on CPU, BN
-folding + channels_last (oneDNN's NHWC convolutions) usually help; bf16 helps where the CPU has bf16
-instructions (``avx512_bf16``, AMX); int8 (OpenVINO) helps most. ``torch.compile`` with inductor
-weight freezing adds more but costs compile time (and needs a C++ compiler on CPU).
-"""
+"""Inference speed-ups: BN folding, channels_last, bf16 / int8, ``torch.compile``, and the combined path
+(what helps depends on the model, batch and machine: ``regnet-zoo benchmark``)."""
 
 from __future__ import annotations
 
@@ -89,14 +84,9 @@ def optimize_for_inference(model: nn.Module, dtype: Precision | torch.dtype = "f
         raise ValueError(f"calibration applies to dtype='int8' only, not {precision!r}")
     if precision == "bf16":
         require_bf16()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     fast = fuse_bn(model) if fuse else copy.deepcopy(model).eval()
-    if channels_last:
-        fast = to_channels_last(fast)
-    if precision == "bf16":
-        fast = fast.to(torch.bfloat16)
+    fast = fast.to(dtype=torch.bfloat16 if precision == "bf16" else None, memory_format=layout)
     if compile:
         fast = compile_model(fast, **compile_kwargs)
-    if precision == "bf16":
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        return BF16Inference(fast, layout, source=model)
-    return fast
+    return BF16Inference(fast, layout, source=model) if precision == "bf16" else fast

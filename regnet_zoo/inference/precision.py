@@ -1,8 +1,5 @@
-"""Inference precisions: the dtype names, the CPU's bf16 / int8 capabilities, and the bf16 model wrapper.
-
-``"fp32"`` runs oneDNN's fp32 kernels, ``"bf16"`` keeps weights and activations in bfloat16 (oneDNN
-bf16 kernels: AMX tiles where the CPU has them, else ``avx512_bf16`` dot products), ``"int8"`` is
-post-training static quantization (``regnet_zoo.inference.quantize``).
+"""Inference precisions ``"fp32"``, ``"bf16"`` (oneDNN bf16 kernels) and ``"int8"`` (``inference.quantize``): the
+dtype names, the CPU's bf16 / int8 capabilities, and the bf16 model wrapper.
 """
 
 from __future__ import annotations
@@ -32,10 +29,8 @@ class EmulatedBF16Warning(UserWarning):
 
 def precision_name(dtype: str | torch.dtype) -> str:
     """``"fp32"``, ``"bf16"`` or ``"int8"`` for a name or torch dtype; ``UnsupportedDtypeError`` otherwise."""
-    if isinstance(dtype, torch.dtype):
-        name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.qint8: "int8", torch.int8: "int8"}.get(dtype)
-    else:
-        name = _ALIASES.get(str(dtype).lower(), str(dtype).lower())
+    name = str(dtype).lower().removeprefix("torch.")  # torch.bfloat16 -> "bfloat16"
+    name = _ALIASES.get(name, name)
     if name not in PRECISIONS:
         raise UnsupportedDtypeError(f"unsupported inference dtype {dtype!r}; choose one of {', '.join(PRECISIONS)} "
                                     "(fp16 has no fast CPU kernels here: use bf16)")
@@ -72,12 +67,9 @@ def require_bf16() -> None:
 
 
 class BF16Inference(nn.Module):
-    """Runs ``model`` (bf16 weights, possibly compiled) on images of any float dtype and memory format.
-
-    The input is cast to bf16 in ``memory_format`` (one copy: 4-8 % of RegNetX-200MF's time at 224 px, 2 %
-    of RegNetX-1.6GF's, mostly the NCHW -> NHWC transposition), the output back to float32; bf16
-    channels_last batches can go to ``.model`` directly. ``pretrained_cfg``, ``num_classes`` and
-    ``in_chans`` are those of ``source``, the model it was made from.
+    """Runs ``model`` (bf16 weights, possibly compiled) on images of any float dtype and memory format, cast to bf16
+    in ``memory_format`` (one copy, costed in docs/deploy.md), with float32 outputs; ``pretrained_cfg``,
+    ``num_classes`` and ``in_chans`` are those of ``source``, the model it was made from.
     """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format = torch.channels_last,

@@ -1,14 +1,6 @@
-"""INT8 post-training static quantization (OpenVINO + NNCF) and the quantized artefact.
-
-OpenVINO because, measured against torchao's PT2E ``X86InductorQuantizer`` + ``torch.compile`` and ONNX
-Runtime ``quantize_static`` (``docs/deploy.md``, "Low precision"), its int8 RegNets were the fastest at every
-size and batch (1.2-1.5x PT2E, 1.7-3.4x ONNX Runtime at batch 8) at the same accuracy, with no C++ compiler
-and a portable file. Flow: BN folded -> ``openvino.convert_model`` -> ``nncf.quantize`` (per-channel symmetric
-int8 weights, per-tensor 8-bit activations, min/max ranges, fast bias correction) -> compiled for the CPU.
-
-The artefact (``save_quantized`` / ``load_quantized``) is a folder: ``model.xml`` + ``model.bin`` (IR) and
-``quantization.json`` (architecture, preprocessing, calibration, versions, accuracy, the model files' sha256),
-written last, so a folder whose write was interrupted never loads.
+"""INT8 post-training static quantization (OpenVINO + NNCF: the fastest int8 RegNets measured, ``docs/deploy.md``,
+"Low precision") and its artefact folder: ``model.xml`` + ``model.bin`` (IR) and ``quantization.json``
+(preprocessing, calibration, versions, the model files' sha256), written last.
 """
 
 from __future__ import annotations
@@ -73,8 +65,7 @@ def backend_versions() -> dict[str, str]:
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """``FileExistsError`` when ``out_dir`` holds an artefact and not ``overwrite``; ``NotADirectoryError``
-    when it is a file."""
+    """``FileExistsError`` for an artefact in ``out_dir`` without ``overwrite``; ``NotADirectoryError`` for a file."""
     if (out_dir / METADATA_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds a quantized model; pass overwrite=True (--overwrite) "
                               "or choose another folder")
@@ -135,8 +126,7 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
         num_images: calibration images (NNCF's ``subset_size``); 300 is NNCF's default.
         preset: ``"performance"`` (symmetric activations) or ``"mixed"`` (asymmetric activations).
         activation_range: ``"minmax"``, the calibration images' extremes (nothing clipped), or NNCF's default
-            ``"mean_minmax"``, the mean of each image's extremes, which on the digits model shrank the logits
-            by up to half and cost 0.8 points of top-1 where ``"minmax"`` matched fp32 (docs/deploy.md).
+            ``"mean_minmax"``, the mean of each image's extremes (less accurate here: docs/deploy.md).
         fast_bias_correction: NNCF's bias correction of the quantized convolutions.
         threads, inference_precision: of the returned model (``QuantizedModel``).
         calibration_name: how the metadata names the source (default: the path, or its type).
@@ -193,12 +183,8 @@ def quantize_model(model: nn.Module, calibration: Any, *, num_images: int = 300,
 
 def save_quantized(qmodel: QuantizedModel, out_dir: str | os.PathLike, metadata: Mapping[str, Any] | None = None,
                    *, overwrite: bool = False) -> Path:
-    """Write ``qmodel`` to the folder ``out_dir``: OpenVINO IR + ``quantization.json``; returns the folder.
-
-    ``metadata`` adds to (and overrides) ``qmodel.metadata``, e.g. ``{"accuracy": {"top1": 0.97, ...}}``.
-    Written by ``save_staged``: the model files first, the metadata (with their sha256) last; on failure
-    nothing new is left. An existing artefact is replaced only with ``overwrite`` (``FileExistsError``).
-    """
+    """Write ``qmodel`` to the folder ``out_dir`` (by ``save_staged``, the metadata last); returns the folder.
+    ``metadata`` adds to (and overrides) ``qmodel.metadata``, e.g. ``{"accuracy": {"top1": 0.97, ...}}``."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
     import openvino as ov

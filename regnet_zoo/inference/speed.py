@@ -1,9 +1,6 @@
-"""Inference speed of one zoo model: its eager and optimised paths vs timm's same architecture.
-
-``compare(name)`` times named ``Variant``s of the model in NCHW and channels_last, interleaved in one process
-(``time_interleaved``: every round runs each case once in a rotating order, so slow phases of a shared machine
-hit all alike), and returns images/s with ratios to timm's eager model from the same run: what ``regnet-zoo
-benchmark`` prints. The full protocol is the repository's ``benchmarks/deploy_speed.py``.
+"""Inference speed of one zoo model (``regnet-zoo benchmark``): ``compare(name)`` times named ``Variant``s in NCHW
+and channels_last, interleaved (``time_interleaved``), with ratios to timm's eager model from the same run.
+The full protocol is the repository's ``benchmarks/deploy_speed.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import torch
 from torch import nn
 
 from regnet_zoo.factory import create
-from regnet_zoo.inference.optimize import optimize_for_inference, to_channels_last
+from regnet_zoo.inference.optimize import optimize_for_inference
 from regnet_zoo.inference.quantize import quantize_model
 from regnet_zoo.registry import ModelEntry, get_entry
 
@@ -61,7 +58,8 @@ class Timing:
 
 def time_interleaved(cases: Mapping[str, Callable[[], object]], batch: int | Mapping[str, int], *, warmup: int = 1,
                      repeats: int = 5, iters: int = 1, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
-    """Time ``cases`` (name -> zero-argument callable running one batch) interleaved.
+    """Time ``cases`` (name -> zero-argument callable running one batch), each round running every case once in
+    a rotating order, so that slow phases of a shared machine hit all alike.
 
     Args:
         batch: images per call, one for all or per case name.
@@ -119,46 +117,30 @@ class Variant:
     build: Callable[[nn.Module, ModelEntry, str], nn.Module]
 
 
-def _in_layout(model: nn.Module, layout: str) -> nn.Module:
-    return to_channels_last(model) if layout == "nhwc" else model
-
-
 def zoo_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     """Our model as ``create`` returns it."""
-    return _in_layout(copy.deepcopy(model), layout)
+    return copy.deepcopy(model).to(memory_format=LAYOUTS[layout])
 
 
 def timm_eager(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
     """timm's implementation of the architecture (``entry.timm_name``) with our state dict, loaded strictly."""
     ref = timm.create_model(entry.timm_name, pretrained=False, num_classes=model.num_classes)
     ref.load_state_dict(model.state_dict(), strict=True)
-    device = next(model.parameters()).device
-    return _in_layout(ref.to(device).eval(), layout)
+    return ref.to(next(model.parameters()).device, memory_format=LAYOUTS[layout]).eval()
 
 
 def zoo_optimized(dtype: str = "fp32", compile: bool = False) -> Callable[[nn.Module, ModelEntry, str], nn.Module]:
-    """A builder of ``optimize_for_inference(model, dtype, compile=compile)``: BN folded, weights in the input's
-    layout (bf16: bf16 weights and activations); ``compile``: + ``torch.compile`` (inductor, weight freezing),
-    which compiles on its first (warm-up) call."""
+    """A builder of ``optimize_for_inference(model, dtype, compile=compile)`` in the input's layout (``compile``
+    compiles on the first, warm-up call)."""
     return lambda model, entry, layout: optimize_for_inference(model, dtype, channels_last=layout == "nhwc",
                                                                compile=compile)
 
 
-class _Autocast(nn.Module):
-    """``module`` under ``torch.autocast(device, bfloat16)``: timm's usual bf16 inference path."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return self.module(x)
-
-
 def timm_bf16(model: nn.Module, entry: ModelEntry, layout: str) -> nn.Module:
-    """``timm_eager`` under bf16 autocast."""
-    return _Autocast(timm_eager(model, entry, layout))
+    """``timm_eager`` under ``torch.autocast(device, bfloat16)``: timm's usual bf16 inference path."""
+    ref = timm_eager(model, entry, layout)
+    ref.forward = torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)(ref.forward)
+    return ref
 
 
 def zoo_int8_builder(resolution: int, num_images: int = 32, seed: int = 0) -> Callable[..., nn.Module]:
@@ -219,7 +201,8 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
             for v in variants:
                 if v.build in (timm_eager, timm_bf16) and not entry.timm_name:  # no timm twin (e.g. RegNetZ-4GF)
                     continue
-                cases[f"{v.name}@{layout}"] = _inference_call(v.build(model, entry, layout), x)
+                run = functools.partial(v.build(model, entry, layout), x)
+                cases[f"{v.name}@{layout}"] = torch.inference_mode()(run)
         timings = time_interleaved(cases, batch, warmup=warmup, repeats=repeats, sync=sync)
         used_threads = torch.get_num_threads()
     baseline = f"{BASELINE}@{layouts[0]}"
@@ -235,13 +218,6 @@ def compare(name: str, *, batch: int = 8, layouts: Sequence[str] = ("nchw", "nhw
 
 def _dtype_of(variant: str) -> str:
     return "bf16" if "bf16" in variant else "int8" if "int8" in variant else "fp32"
-
-
-def _inference_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.inference_mode():
-            return model(x)
-    return run
 
 
 def format_comparison(result: Mapping[str, Any]) -> str:

@@ -167,10 +167,8 @@ class RunReport(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predict`` results as CSV: dataset index, image path (if known), top-k classes and probabilities.
-
-    One file per process: ``output_dir/predictions.csv`` (``predictions-rank<r>.csv`` with several).
-    """
+    """Writes ``predict`` results (dataset index, image path if known, top-k classes and probabilities) as CSV, one
+    file per process: ``output_dir/predictions.csv`` (``predictions-rank<r>.csv`` with several)."""
 
     def __init__(self, output_dir: str = "predictions", top_k: int = 5):
         super().__init__(write_interval="batch")

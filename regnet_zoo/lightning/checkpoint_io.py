@@ -1,8 +1,6 @@
-"""Atomic local checkpoint writes: a checkpoint path always holds a complete file.
-
-Lightning's local save moves a temporary file from the system temp folder, a copy across file systems,
-so a crash can leave a truncated ``last.ckpt``; ``AtomicCheckpointIO`` writes next to the target and
-renames over it (``regnet_zoo.fileio.atomic_write``).
+"""Atomic local checkpoint writes: Lightning's local save moves a temporary file from the system temp folder (a
+copy across file systems: a crash can leave a truncated ``last.ckpt``); ``AtomicCheckpointIO`` writes next to the
+target and renames over it (``regnet_zoo.fileio.atomic_write``).
 """
 
 from __future__ import annotations
@@ -24,11 +22,9 @@ def local_path(path: Any) -> str | None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` with atomic local saves (remote URLs go through Lightning's fsspec path).
-
-    Use with a plain trainer as ``L.Trainer(plugins=[AtomicCheckpointIO()])``; ``regnet-zoo`` installs
-    it by default. Temporary files a killed writer left next to the target are removed first.
-    """
+    """``TorchCheckpointIO`` with atomic local saves (remote URLs go through Lightning's fsspec path), removing the
+    temporary files a killed writer left first: ``L.Trainer(plugins=[AtomicCheckpointIO()])`` (``regnet-zoo``'s
+    default)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         local = local_path(path)

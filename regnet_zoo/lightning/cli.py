@@ -1,12 +1,6 @@
-"""``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules.
-
-Added to LightningCLI (docs/training.md, "The command line"): a ``checkpoint`` section keeping
-``best.ckpt`` (by ``val/acc1``) and a ``last.ckpt`` written at every save point in
-``<default_root_dir>/checkpoints``; ``--ckpt_path last`` resolved to that folder (no pretrained download
-when a checkpoint is loaded); a new ``fit`` into a folder holding an earlier run's checkpoints stops
-unless ``--overwrite true``; data ``num_classes``/``in_chans`` linked to the model; atomic checkpoint
-writes; CSV logs; ``TimmSyncBatchNorm`` for ``--trainer.sync_batchnorm true``; recipes building on a
-``__base__``; a report after ``fit``; CSV ``predict`` output; ``--export_dir`` / ``--push_to_hub``.
+"""``regnet-zoo fit|validate|test|predict``: LightningCLI around ``RegNetClassifier`` and our DataModules, with
+the additions of docs/training.md, "The command line" (``best.ckpt`` / ``last.ckpt``, ``--ckpt_path last``, run
+folders, linked data, atomic writes, CSV logs, ``TimmSyncBatchNorm``, ``__base__`` recipes, report, export).
 """
 
 from __future__ import annotations
@@ -99,13 +93,6 @@ def checkpoint_files(folder: str) -> list[str]:
     return sorted(os.path.basename(p) for p in glob.glob(pattern) if os.path.isfile(p))
 
 
-def find_last_checkpoint(folder: str) -> str | None:
-    """The newest ``last*.ckpt`` in ``folder`` (the file Lightning's ``ckpt_path="last"`` picks), or None."""
-    last = [os.path.join(folder, name) for name in checkpoint_files(folder)
-            if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
-    return max(last, key=os.path.getmtime) if last else None
-
-
 class RegNetCLI(LightningCLI):
     """LightningCLI with the checkpoint, logging, linking and export defaults described in the module."""
 
@@ -159,9 +146,10 @@ class RegNetCLI(LightningCLI):
         if not ckpt_path or (folder is None and ckpt_path == "last"):
             return ckpt_path
         if ckpt_path == "last":
-            found = find_last_checkpoint(folder)
-            if found is not None:
-                return found
+            last = [os.path.join(folder, name) for name in checkpoint_files(folder)
+                    if name.startswith(ModelCheckpoint.CHECKPOINT_NAME_LAST)]
+            if last:  # the newest, as Lightning's ckpt_path="last" picks
+                return max(last, key=os.path.getmtime)
             if self.subcommand != "fit":
                 raise RunFolderError(f"--ckpt_path last: no last checkpoint in {folder}; train first (regnet-zoo fit "
                                      "with the same config) or pass a checkpoint file")
@@ -242,11 +230,8 @@ class RegNetCLI(LightningCLI):
 
 
 def run(command: str, argv: list[str]) -> int:
-    """Run ``regnet-zoo COMMAND ARGV`` (COMMAND in fit/validate/test/predict); returns the exit status.
-
-    Data and non-finite-loss errors print a one-line message to stderr and return 1; argument errors
-    exit with jsonargparse's message and status 2.
-    """
+    """Run ``regnet-zoo COMMAND ARGV``; returns the exit status: 1 after a one-line message for data, non-finite loss
+    and run-folder errors (argument errors exit with jsonargparse's message and status 2)."""
     if command not in SUBCOMMANDS:
         raise ValueError(f"command must be one of {SUBCOMMANDS}, got {command!r}")
     try:

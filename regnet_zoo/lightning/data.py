@@ -1,9 +1,6 @@
-"""LightningDataModules: the embedded digits, ImageNet-layout folders, and any folder of classes.
-
-All share one loader policy (``ClassificationDataModule``): per-device ``batch_size``, epoch-seeded
-shuffling sharded over ranks (``EpochDataLoader``), dropped last partial training batch (as pycls),
-workers and pinned memory. Each exposes ``num_classes``, ``in_chans`` and ``classes``; the CLI links
-the first two to the model.
+"""LightningDataModules: the embedded digits, ImageNet-layout folders, and any folder of classes, sharing one
+loader policy (``ClassificationDataModule``); each exposes ``num_classes``, ``in_chans`` (linked to the model
+by the CLI) and ``classes``.
 """
 
 from __future__ import annotations
@@ -69,11 +66,8 @@ def check_folder(path: str | os.PathLike, what: str = "data folder") -> str:
 
 def scan_class_folder(root: str | os.PathLike, what: str = "data folder",
                       images: bool = True) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sorted sub-folder names) of ``root`` and, with ``images``, its sorted (path, class index) images.
-
-    ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a class folder
-    holds no image files.
-    """
+    """Classes (sorted sub-folder names) of ``root`` and, with ``images``, its sorted (path, class index) images;
+    ``DataError`` when ``root`` is missing, not a folder, has no class sub-folders, or a class holds no images."""
     root = check_folder(root, what)
     try:
         classes = find_classes(root)[0]
@@ -96,11 +90,9 @@ def list_images(root: str | os.PathLike) -> list[str]:
 
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic per-class split: (train indices, val indices), both sorted.
-
-    Each class with n >= 2 samples puts ``max(1, round(val_fraction * n))`` (at most n - 1) of them,
-    chosen by a permutation seeded with ``seed``, in val; a class with one sample stays in train.
-    """
+    """Deterministic per-class split: (train indices, val indices), both sorted. Each class with n >= 2 samples puts
+    ``max(1, round(val_fraction * n))`` (at most n - 1) of them, chosen by a permutation seeded with ``seed``, in
+    val; a class with one sample stays in train."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     targets = np.asarray(targets)
@@ -115,11 +107,6 @@ def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = 0)
 
 
 # ---------------------------------------------------------------------------- loading
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A well-mixed 63-bit seed for (seed, epoch, rank)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
-
-
 class EpochDataLoader(DataLoader):
     """``DataLoader`` whose epoch is seeded from (seed, ``sampler.epoch``, rank) when its first batch is drawn.
 
@@ -136,15 +123,10 @@ class EpochDataLoader(DataLoader):
         super().__init__(dataset, *args, **kwargs)
         self.seed, self.rank = seed, rank
 
-    @property
-    def epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", 0))
-
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        return self._epoch_batches()  # a generator: nothing runs until the first next()
-
-    def _epoch_batches(self) -> Iterator[Any]:
-        s = epoch_seed(self.seed, self.epoch, self.rank)
+        # a generator: nothing runs until the first next(); a well-mixed 63-bit seed of (seed, epoch, rank)
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        s = int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1, np.uint64)[0]) >> 1
         if self.generator is not None:
             self.generator.manual_seed(s)
         torch.manual_seed(s)

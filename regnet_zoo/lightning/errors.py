@@ -23,10 +23,7 @@ class RecipeError(ValueError):
 
 
 def ignore_known_lightning_warnings() -> None:
-    """Ignore Lightning's ``LeafSpec`` deprecation warning (only that message, category and module).
-
-    torch >= 2.9 deprecates constructing ``LeafSpec``; Lightning's ``utilities/_pytree.py`` still does for
-    every batch it fetches, so each run (and each sweep trial) printed this line.
-    """
+    """Ignore the ``LeafSpec`` deprecation warning (torch >= 2.9) that Lightning's ``utilities/_pytree.py`` raises
+    for every batch it fetches (only that message, category and module)."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")

@@ -114,10 +114,8 @@ class RegNetClassifier(L.LightningModule):
         mixers = [mix(alpha=a, num_classes=num_classes)
                   for a, mix in ((mixup_alpha, v2.MixUp), (cutmix_alpha, v2.CutMix)) if a > 0]
         self.mixer = v2.RandomChoice(mixers) if len(mixers) == 2 else next(iter(mixers), None)
-        # top-1 and top-5 (capped at the class count) micro accuracy
-        metrics = MetricCollection({"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-                                    "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes),
-                                                               average="micro")})
+        metrics = MetricCollection({f"acc{k}": MulticlassAccuracy(num_classes, top_k=min(k, num_classes),
+                                                                  average="micro") for k in (1, 5)})
         self.train_metrics, self.val_metrics, self.test_metrics = (
             metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test"))
         self.val_raw_metrics = metrics.clone(prefix="val/", postfix="_raw") if ema and ema_validate_model else None
@@ -163,11 +161,9 @@ class RegNetClassifier(L.LightningModule):
         return loss
 
     def check_finite_loss(self) -> None:
-        """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf.
-
-        On accelerators step s is checked at the start of step s + 1 (and before the epoch's validation
-        and checkpoints), so the check never stalls the device queue.
-        """
+        """Raise ``NonFiniteLossError`` naming the step if the last recorded training loss is NaN/inf; on accelerators
+        step s is checked at the start of step s + 1 (and before the epoch's validation and checkpoints), so the
+        check never stalls the device queue."""
         pending, self._pending_loss = self._pending_loss, None
         if pending is not None and not bool(torch.isfinite(pending[0])):
             loss, step, epoch, batch_idx, lr = pending
@@ -223,14 +219,6 @@ class RegNetClassifier(L.LightningModule):
         return self.eval_model(self.prepare_input(x)).softmax(dim=-1)
 
     # ------------------------------------------------------------------ optimizer
-    def per_device_batch_size(self) -> int:
-        """Images per device per step, from the train loader (or the ``batch_size`` argument)."""
-        size = getattr(self.trainer.train_dataloader, "batch_size", None) or self.hparams.batch_size
-        if size is None:
-            raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
-                             "batch_size; pass model.batch_size")
-        return int(size)
-
     def configure_optimizers(self) -> dict[str, Any]:
         hp, trainer = self.hparams, self.trainer
         trainer.fit_loop.setup_data()  # loads the train loader now: its batch size and length set the schedule
@@ -251,8 +239,12 @@ class RegNetClassifier(L.LightningModule):
                 f"ends after {epochs:g} (model.schedule_epochs): the last {train_epochs - epochs:g} epochs run at "
                 f"the schedule's final LR ({hp.min_lr:g} x peak). Set model.schedule_epochs {train_epochs:g} (or "
                 "null to follow trainer.max_epochs) to stretch the schedule over the whole run.")
-        optimizer, scheduler = self.make_optimizer(steps_per_epoch, epochs, self.per_device_batch_size(),
-                                                   trainer.num_devices, trainer.num_nodes, accumulate)
+        batch_size = getattr(trainer.train_dataloader, "batch_size", None) or hp.batch_size
+        if batch_size is None:
+            raise ValueError("cannot tell the per-device batch size for LR scaling: the train loader has no "
+                             "batch_size; pass model.batch_size")
+        optimizer, scheduler = self.make_optimizer(steps_per_epoch, epochs, int(batch_size), trainer.num_devices,
+                                                   trainer.num_nodes, accumulate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def make_optimizer(self, steps_per_epoch: int, schedule_epochs: float, per_device_batch_size: int,
@@ -286,25 +278,22 @@ class RegNetClassifier(L.LightningModule):
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
     def on_train_start(self) -> None:
-        self.apply_planned_schedule()
-
-    def apply_planned_schedule(self) -> bool:
-        """After a resume, make the scheduler follow this run's schedule and peak LR; True if it changed.
+        """After a resume, make the scheduler follow this run's schedule and peak LR.
 
         A restored scheduler has the checkpoint's peak LR (``base_lrs``) and ``LrSchedule``. When this run
         plans another (other global batch or schedule settings), that applies from the resumed step on,
         continuing at the epoch reached, with a warning naming the changes.
         """
-        configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
+        configs = self.trainer.lr_scheduler_configs
         scheduler = configs[0].scheduler if configs else None
         restored = getattr(scheduler, "lr_lambdas", [None])[0]
         if self._planned_schedule is None or not isinstance(restored, LrSchedule):
-            return False
+            return
         planned, peak = self._planned_schedule
         old_peak = scheduler.base_lrs[0]
         same_peak = all(math.isclose(p, peak, rel_tol=1e-9) for p in scheduler.base_lrs)
         if same_peak and restored.recipe() == planned.recipe():
-            return False
+            return
         step = scheduler.last_epoch  # optimizer steps done; the next step is this one
         position = restored.progress(step)
         schedule = dataclasses.replace(planned, start_step=step, start_epoch=position)
@@ -326,7 +315,6 @@ class RegNetClassifier(L.LightningModule):
             f"{', '.join(changes)}. This run's schedule applies from here on, continuing at epoch {position:.3f} "
             f"(the LR of the next step is {optimizer.param_groups[0]['lr']:.6g} instead of {old_lr:.6g}). To keep "
             "the checkpoint's schedule, resume with its devices, batch size and schedule settings.")
-        return True
 
     # ------------------------------------------------------------------ export
     def _datamodule_config(self) -> dict[str, Any] | None:
@@ -361,8 +349,7 @@ class RegNetClassifier(L.LightningModule):
     def export_model(self) -> nn.Module:
         """A standalone CPU copy of the evaluation weights (EMA if enabled) in eval mode; its ``pretrained_cfg``
         carries the training data's preprocessing (input size, mean, std, crop, class names) when known."""
-        model = copy.deepcopy(self.eval_model).cpu().eval()
-        model.to(memory_format=torch.contiguous_format)
+        model = copy.deepcopy(self.eval_model).cpu().eval().to(memory_format=torch.contiguous_format)
         model.pretrained_cfg = {**self.model.pretrained_cfg, **(self.data_config or {}),
                                 "num_classes": self.hparams.num_classes}
         return model

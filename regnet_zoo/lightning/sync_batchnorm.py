@@ -65,10 +65,8 @@ def _copy_state(src: _BatchNorm, dst: _BatchNorm) -> _BatchNorm:
 
 def convert_sync_batchnorm(module: nn.Module, process_group: dist.ProcessGroup | None = None,
                            native: bool = False) -> nn.Module:
-    """Synchronize every ``BatchNorm2d`` / ``BatchNormAct2d`` of ``module``, keeping act and drop.
-
-    ``native``: timm's conversion to ``SyncBatchNormAct`` (torch's CUDA kernels; GPUs only); else
-    ``AllReduceBatchNormAct`` (any device and backend, e.g. CPU processes with gloo).
+    """Synchronize every ``BatchNorm2d`` / ``BatchNormAct2d`` of ``module``, keeping act and drop: ``native``, timm's
+    ``SyncBatchNormAct`` (torch's CUDA kernels; GPUs only); else ``AllReduceBatchNormAct`` (any device and backend).
     """
     if native:
         return timm_convert_sync_batchnorm(module, process_group)
@@ -103,11 +101,8 @@ def torch_converted_norm_act(module: nn.Module) -> list[str]:
 
 
 class TimmSyncBatchNorm(TorchSyncBatchNorm):
-    """Lightning ``LayerSync`` plugin converting with ``convert_sync_batchnorm`` (keeps timm's fused activations).
-
-    ``L.Trainer(strategy="ddp", sync_batchnorm=True, plugins=[TimmSyncBatchNorm()])``; gloo (CPU processes):
-    ``AllReduceBatchNormAct``, NCCL & co: timm's ``SyncBatchNormAct``.
-    """
+    """Lightning ``LayerSync`` plugin converting with ``convert_sync_batchnorm`` (native for NCCL & co, not for gloo
+    or mpi): ``L.Trainer(strategy="ddp", sync_batchnorm=True, plugins=[TimmSyncBatchNorm()])``."""
 
     def apply(self, model: nn.Module) -> nn.Module:
         native = dist.is_available() and dist.is_initialized() and dist.get_backend() not in ("gloo", "mpi")

@@ -21,22 +21,15 @@ from regnet_zoo.lightning.errors import DataError
 # PCA of ImageNet's RGB pixels (in [0, 1]), as pycls (from fb.resnet.torch): eigenvalues and
 # eigenvectors (columns), RGB order.
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
-IMAGENET_PCA_EIGVEC = (
-    (-0.5675, 0.7192, 0.4009),
-    (-0.5808, -0.0045, -0.8140),
-    (-0.5836, -0.6948, 0.4203),
-)
+IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 AutoAugmentName = Literal["autoaugment", "randaugment", "trivialaugment"]
 # PIL modes that ``convert("RGB")`` maps faithfully (grayscale, palette, alpha, CMYK, YCbCr, LAB, HSV).
 _CONVERTIBLE_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
 def load_rgb_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as 8-bit RGB; grayscale, palette, RGBA and CMYK are converted.
-
-    Raises ``DataError`` naming the file for unreadable/truncated files and for modes without a faithful
-    8-bit RGB conversion (16/32-bit integer or float images).
-    """
+    """Read an image file as 8-bit RGB (grayscale, palette, RGBA and CMYK converted); ``DataError`` naming the file
+    for unreadable/truncated files and modes without a faithful 8-bit RGB conversion (16/32-bit int or float)."""
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
@@ -52,10 +45,8 @@ def load_rgb_image(path: str | os.PathLike) -> Image.Image:
 
 
 class Lighting(v2.Transform):
-    """AlexNet-style PCA colour noise (pycls ``transforms.lighting``) on float RGB images in [0, 1].
-
-    Adds ``eigvec @ (alpha * eigval)`` to the three channels, ``alpha ~ N(0, alphastd)`` per image.
-    """
+    """AlexNet-style PCA colour noise (pycls ``transforms.lighting``) on float RGB images in [0, 1], ``alpha ~
+    N(0, alphastd)`` per image."""
 
     def __init__(self, alphastd: float = 0.1, eigval: tuple[float, ...] = IMAGENET_PCA_EIGVAL,
                  eigvec: tuple[tuple[float, ...], ...] = IMAGENET_PCA_EIGVEC):
