@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from regnet_zoo.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo_digits.yaml"
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``-n N``) the N workers share the cores: one thread each, for their subprocesses too."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @dataclass(frozen=True)

@@ -275,8 +275,8 @@ def test_every_block_is_marked():
 
 @pytest.mark.slow  # minutes: trainings, exports, downloads
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # the docs' code, not ours
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang in RUN and SKIP not in b.flags],
-                         ids=lambda b: b.id)
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=pytest.mark.xdist_group(b.file))  # a file's
+                                   for b in BLOCKS if b.lang in RUN and SKIP not in b.flags])  # blocks: one worker
 def test_block_runs(block: Block, doc_env):
     """The block runs as written: exec'd (python) or by bash in the file's folder, exit code 0."""
     cwd, namespace, env = doc_env(block.file)
