@@ -192,20 +192,44 @@ def _mentions(path: str, blocks: list[Block]) -> bool:
     return any(re.search(rf"(?<![\w/.-]){re.escape(path)}(?![\w/-])", b.code) for b in blocks)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def docs_hub():
     hub = DocsHub()
     yield hub
     hub.close()
 
 
-@pytest.fixture(scope="module")
-def doc_env(docs_hub, tmp_path_factory):
-    """Per markdown file: (cwd, namespace for its python blocks, environment for its shell blocks)."""
+@pytest.fixture(scope="session")
+def doc_files(docs_hub, tmp_path_factory) -> Callable[[str], tuple[Path, dict]]:
+    """Per markdown file: (its folder, the namespace of its python blocks), kept for the whole session,
+    so a file's blocks share them whatever runs between them (pytest-xdist interleaves files)."""
+    files: dict[str, tuple[Path, dict]] = {}
+
+    def get(file: str) -> tuple[Path, dict]:
+        if file not in files:
+            cwd = tmp_path_factory.mktemp(Path(file).stem)
+            for d in ("recipes", "scripts", "benchmarks"):
+                (cwd / d).symlink_to(ROOT / d, target_is_directory=True)
+            blocks = [b for b in BLOCKS if b.file == file and b.lang in RUN and SKIP not in b.flags]
+            for rel, write in INPUTS.items():
+                if _mentions(rel, blocks):
+                    (cwd / rel).parent.mkdir(parents=True, exist_ok=True)
+                    write(cwd / rel)
+            files[file] = (cwd, {"__name__": "__docs__"})
+        return files[file]
+
+    return get
+
+
+@pytest.fixture
+def doc_env(docs_hub, doc_files, tmp_path_factory, monkeypatch):
+    """For one block: (its file's folder, made the cwd; its file's namespace; the environment for shell
+    blocks). The local Hub, HF cache and ``regnet-zoo`` on the PATH are set for this test only."""
     from huggingface_hub import constants
 
-    home = tmp_path_factory.mktemp("hf_home")
-    shim = tmp_path_factory.mktemp("bin")
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    shim = tmp_path_factory.getbasetemp() / "bin"
+    shim.mkdir(exist_ok=True)
     exe_dir = Path(sys.executable).parent
     if not (exe_dir / "regnet-zoo").exists():  # an editable install has it; a bare checkout gets the same entry
         (shim / "regnet-zoo").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m regnet_zoo \"$@\"\n")
@@ -222,32 +246,20 @@ def doc_env(docs_hub, tmp_path_factory):
                "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": False,
                "HF_HUB_DISABLE_XET": True, "HF_HUB_DISABLE_TELEMETRY": True,
                "HF_TOKEN_PATH": str(home / "token"), "HF_STORED_TOKENS_PATH": str(home / "stored_tokens")}
-    envs: dict[str, tuple[Path, dict, dict[str, str]]] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "REGNET_ZOO_MANIFEST",
-                  "REGNET_ZOO_TORCHVISION_URL"):
-            mp.delenv(k, raising=False)
-        for k, v in patched.items():
-            mp.setattr(constants, k, v)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "REGNET_ZOO_MANIFEST",
+              "REGNET_ZOO_TORCHVISION_URL"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in patched.items():
+        monkeypatch.setattr(constants, k, v)
 
-        def get(file: str) -> tuple[Path, dict, dict[str, str]]:
-            if file not in envs:
-                cwd = tmp_path_factory.mktemp(Path(file).stem)
-                for d in ("recipes", "scripts", "benchmarks"):
-                    (cwd / d).symlink_to(ROOT / d, target_is_directory=True)
-                blocks = [b for b in BLOCKS if b.file == file and b.lang in RUN and SKIP not in b.flags]
-                for rel, write in INPUTS.items():
-                    if _mentions(rel, blocks):
-                        (cwd / rel).parent.mkdir(parents=True, exist_ok=True)
-                        write(cwd / rel)
-                envs[file] = (cwd, {"__name__": "__docs__"}, dict(os.environ))
-            return envs[file]
+    def get(file: str) -> tuple[Path, dict, dict[str, str]]:
+        cwd, namespace = doc_files(file)
+        monkeypatch.chdir(cwd)
+        return cwd, namespace, dict(os.environ)
 
-        old = Path.cwd()
-        yield get
-        os.chdir(old)
+    return get
 
 
 def console_commands(code: str) -> str:
@@ -280,7 +292,6 @@ def test_every_block_is_marked():
 def test_block_runs(block: Block, doc_env):
     """The block runs as written: exec'd (python) or by bash in the file's folder, exit code 0."""
     cwd, namespace, env = doc_env(block.file)
-    os.chdir(cwd)
     if block.lang == "python":
         code = compile("\n" * block.line + block.code, str(ROOT / block.file), "exec")
         exec(code, namespace)
