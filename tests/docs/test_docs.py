@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ def extract_blocks(path: Path) -> list[Block]:
 
 
 BLOCKS = [b for f in DOC_FILES for b in extract_blocks(f)]
+RUNNABLE: dict[str, list[Block]] = {  # markdown file -> the blocks that run, in order
+    file: blocks for file in dict.fromkeys(b.file for b in BLOCKS)
+    if (blocks := [b for b in BLOCKS if b.file == file and b.lang in RUN and SKIP not in b.flags])}
 
 
 # ---------------------------------------------------------------------- the local Hub, lazily filled
@@ -199,32 +203,12 @@ def docs_hub():
     hub.close()
 
 
-@pytest.fixture(scope="session")
-def doc_files(docs_hub, tmp_path_factory) -> Callable[[str], tuple[Path, dict]]:
-    """Per markdown file: (its folder, the namespace of its python blocks), kept for the whole session,
-    so a file's blocks share them whatever runs between them (pytest-xdist interleaves files)."""
-    files: dict[str, tuple[Path, dict]] = {}
-
-    def get(file: str) -> tuple[Path, dict]:
-        if file not in files:
-            cwd = tmp_path_factory.mktemp(Path(file).stem)
-            for d in ("recipes", "scripts", "benchmarks"):
-                (cwd / d).symlink_to(ROOT / d, target_is_directory=True)
-            blocks = [b for b in BLOCKS if b.file == file and b.lang in RUN and SKIP not in b.flags]
-            for rel, write in INPUTS.items():
-                if _mentions(rel, blocks):
-                    (cwd / rel).parent.mkdir(parents=True, exist_ok=True)
-                    write(cwd / rel)
-            files[file] = (cwd, {"__name__": "__docs__"})
-        return files[file]
-
-    return get
-
-
 @pytest.fixture
-def doc_env(docs_hub, doc_files, tmp_path_factory, monkeypatch):
-    """For one block: (its file's folder, made the cwd; its file's namespace; the environment for shell
-    blocks). The local Hub, HF cache and ``regnet-zoo`` on the PATH are set for this test only."""
+def doc_env(docs_hub, tmp_path, tmp_path_factory, monkeypatch) -> Callable[[str], tuple[dict[str, str], dict]]:
+    """For one markdown file: ``tmp_path`` made the cwd, holding links to ``recipes/``, ``scripts/`` and
+    ``benchmarks/`` and the input files the file's blocks name; returns (the environment for shell
+    blocks, a fresh namespace for python blocks). The local Hub, HF cache and ``regnet-zoo`` on the PATH
+    are set for this test only."""
     from huggingface_hub import constants
 
     home = tmp_path_factory.getbasetemp() / "hf_home"
@@ -253,11 +237,16 @@ def doc_env(docs_hub, doc_files, tmp_path_factory, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     for k, v in patched.items():
         monkeypatch.setattr(constants, k, v)
+    monkeypatch.chdir(tmp_path)
 
-    def get(file: str) -> tuple[Path, dict, dict[str, str]]:
-        cwd, namespace = doc_files(file)
-        monkeypatch.chdir(cwd)
-        return cwd, namespace, dict(os.environ)
+    def get(file: str) -> tuple[dict[str, str], dict]:
+        for d in ("recipes", "scripts", "benchmarks"):
+            (tmp_path / d).symlink_to(ROOT / d, target_is_directory=True)
+        for rel, write in INPUTS.items():
+            if _mentions(rel, RUNNABLE[file]):
+                (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+                write(tmp_path / rel)
+        return dict(os.environ), {"__name__": "__docs__"}
 
     return get
 
@@ -278,7 +267,7 @@ def test_every_block_is_marked():
     assert not unknown, f"code blocks need an info string ({sorted(RUN | NOT_CODE)}): {unknown}"
     bad_flags = [b.id for b in BLOCKS if set(b.flags) - {SKIP}]
     assert not bad_flags, f"unknown info-string words (only {SKIP!r}): {bad_flags}"
-    run = [b for b in BLOCKS if b.lang in RUN and SKIP not in b.flags]
+    run = [b for blocks in RUNNABLE.values() for b in blocks]
     skipped = [b for b in BLOCKS if SKIP in b.flags]
     print(f"{len(BLOCKS)} blocks: {len(run)} run, {len(skipped)} marked {SKIP}, "
           f"{len(BLOCKS) - len(run) - len(skipped)} text/data")
@@ -287,17 +276,19 @@ def test_every_block_is_marked():
 
 @pytest.mark.slow  # minutes: trainings, exports, downloads
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # the docs' code, not ours
-@pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=pytest.mark.xdist_group(b.file))  # a file's
-                                   for b in BLOCKS if b.lang in RUN and SKIP not in b.flags])  # blocks: one worker
-def test_block_runs(block: Block, doc_env):
-    """The block runs as written: exec'd (python) or by bash in the file's folder, exit code 0."""
-    cwd, namespace, env = doc_env(block.file)
-    if block.lang == "python":
-        code = compile("\n" * block.line + block.code, str(ROOT / block.file), "exec")
-        exec(code, namespace)
-        return
-    script = console_commands(block.code) if block.lang == "console" else block.code
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, (f"{block.id} exited with {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
-                                  f"\n--- stderr\n{proc.stderr[-4000:]}")
+@pytest.mark.parametrize("file", sorted(RUNNABLE))
+def test_blocks_run(file: str, doc_env):
+    """The file's blocks run as written, in order, in one folder: python exec'd in one namespace (a
+    traceback names the markdown line), shell blocks by bash with exit code 0."""
+    env, namespace = doc_env(file)
+    for block in RUNNABLE[file]:
+        start = time.perf_counter()
+        if block.lang == "python":
+            exec(compile("\n" * block.line + block.code, str(ROOT / block.file), "exec"), namespace)
+        else:
+            script = console_commands(block.code) if block.lang == "console" else block.code
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
+                                  text=True, timeout=900)
+            assert proc.returncode == 0, (f"{block.id} exited with {proc.returncode}\n--- stdout\n"
+                                          f"{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+        print(f"{block.id}: {time.perf_counter() - start:.1f} s")  # shown by pytest -rP
