@@ -23,13 +23,6 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist, ``slow`` tests first (otherwise in collection order): with ``--dist worksteal``
-    the long tests start early and the short ones fill the gaps, so no long test ends the run alone."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @dataclass(frozen=True)
 class DemoRun:
     """One run of ``regnet-zoo fit --config recipes/demo_digits.yaml``: exit code, stdout, folders."""
