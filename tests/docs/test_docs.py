@@ -204,16 +204,14 @@ def docs_hub():
 
 
 @pytest.fixture
-def doc_env(docs_hub, tmp_path, tmp_path_factory, monkeypatch) -> Callable[[str], tuple[dict[str, str], dict]]:
-    """For one markdown file: ``tmp_path`` made the cwd, holding links to ``recipes/``, ``scripts/`` and
-    ``benchmarks/`` and the input files the file's blocks name; returns (the environment for shell
-    blocks, a fresh namespace for python blocks). The local Hub, HF cache and ``regnet-zoo`` on the PATH
-    are set for this test only."""
+def doc_env(file: str, docs_hub, tmp_path, tmp_path_factory, monkeypatch) -> dict[str, str]:
+    """For markdown ``file``: ``tmp_path`` made the cwd, holding links to ``recipes/``, ``scripts/`` and
+    ``benchmarks/`` and the input files the file's blocks name; the local Hub, an empty HF cache and
+    ``regnet-zoo`` on the PATH set for this test only. Returns the environment for shell blocks."""
     from huggingface_hub import constants
 
-    home = tmp_path_factory.getbasetemp() / "hf_home"
-    shim = tmp_path_factory.getbasetemp() / "bin"
-    shim.mkdir(exist_ok=True)
+    home = tmp_path_factory.mktemp("hf_home")
+    shim = tmp_path_factory.mktemp("bin")
     exe_dir = Path(sys.executable).parent
     if not (exe_dir / "regnet-zoo").exists():  # an editable install has it; a bare checkout gets the same entry
         (shim / "regnet-zoo").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m regnet_zoo \"$@\"\n")
@@ -238,17 +236,13 @@ def doc_env(docs_hub, tmp_path, tmp_path_factory, monkeypatch) -> Callable[[str]
     for k, v in patched.items():
         monkeypatch.setattr(constants, k, v)
     monkeypatch.chdir(tmp_path)
-
-    def get(file: str) -> tuple[dict[str, str], dict]:
-        for d in ("recipes", "scripts", "benchmarks"):
-            (tmp_path / d).symlink_to(ROOT / d, target_is_directory=True)
-        for rel, write in INPUTS.items():
-            if _mentions(rel, RUNNABLE[file]):
-                (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-                write(tmp_path / rel)
-        return dict(os.environ), {"__name__": "__docs__"}
-
-    return get
+    for d in ("recipes", "scripts", "benchmarks"):
+        (tmp_path / d).symlink_to(ROOT / d, target_is_directory=True)
+    for rel, write in INPUTS.items():
+        if _mentions(rel, RUNNABLE[file]):
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            write(tmp_path / rel)
+    return dict(os.environ)
 
 
 def console_commands(code: str) -> str:
@@ -280,14 +274,14 @@ def test_every_block_is_marked():
 def test_blocks_run(file: str, doc_env):
     """The file's blocks run as written, in order, in one folder: python exec'd in one namespace (a
     traceback names the markdown line), shell blocks by bash with exit code 0."""
-    env, namespace = doc_env(file)
+    namespace = {"__name__": "__docs__"}
     for block in RUNNABLE[file]:
         start = time.perf_counter()
         if block.lang == "python":
             exec(compile("\n" * block.line + block.code, str(ROOT / block.file), "exec"), namespace)
         else:
             script = console_commands(block.code) if block.lang == "console" else block.code
-            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=doc_env, capture_output=True,
                                   text=True, timeout=900)
             assert proc.returncode == 0, (f"{block.id} exited with {proc.returncode}\n--- stdout\n"
                                           f"{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
