@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from regnet_zoo.cli import main
 
-DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo_digits.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_COMMAND = "regnet-zoo fit --config recipes/demo_digits.yaml"  # the main job, as the docs show it
 
 
 def pytest_configure(config) -> None:
@@ -25,20 +29,38 @@ def pytest_configure(config) -> None:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One run of ``regnet-zoo fit --config recipes/demo_digits.yaml``: exit code, stdout, folders."""
+    """One run of ``DEMO_COMMAND``: its exit code, stdout and run folder (``checkpoints/best.ckpt``, ...)."""
 
     returncode: int
     stdout: str
-    root: Path  # trainer.default_root_dir (checkpoints/)
-    exported: Path  # --export_dir: the trained model in save_pretrained format
+    root: Path  # the recipe's trainer.default_root_dir
+
+
+def _train_demo(folder: Path) -> DemoRun:
+    """``DEMO_COMMAND``, as written, in-process, with ``folder`` (holding a link to ``recipes/``) as the cwd."""
+    folder.mkdir(parents=True)
+    (folder / "recipes").symlink_to(ROOT / "recipes", target_is_directory=True)
+    out = io.StringIO()
+    with contextlib.chdir(folder), contextlib.redirect_stdout(out):
+        rc = main(shlex.split(DEMO_COMMAND)[1:])
+    return DemoRun(rc, out.getvalue(), folder / "runs" / "demo_digits")
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """The main job, trained once per session (~35 s on 2 cores) for the tests that need a trained model."""
-    root = tmp_path_factory.mktemp("demo_digits")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(["fit", "--config", str(DEMO), "--trainer.default_root_dir", str(root),
-                   "--trainer.enable_progress_bar", "false", "--export_dir", str(root / "exported")])
-    return DemoRun(rc, out.getvalue(), root, root / "exported")
+    """The main job, trained once per test run (~35 s on 2 cores) for the tests that need a trained model
+    and for the docs test, which shows this command.
+
+    Under pytest-xdist the first worker to ask trains it in the run's shared temporary folder while the
+    others wait on a file lock, then read its result (the pattern of pytest-xdist's documentation).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _train_demo(tmp_path_factory.mktemp("demo") / "cwd")
+    folder = tmp_path_factory.getbasetemp().parent / "demo"  # one folder for all workers of this run
+    result = folder.with_suffix(".json")
+    with FileLock(str(result) + ".lock"):
+        if not result.is_file():
+            run = _train_demo(folder)
+            result.write_text(json.dumps({"returncode": run.returncode, "stdout": run.stdout}))
+        done = json.loads(result.read_text())
+    return DemoRun(done["returncode"], done["stdout"], folder / "runs" / "demo_digits")

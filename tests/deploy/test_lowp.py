@@ -36,7 +36,7 @@ from regnet_zoo.inference import (
 )
 from regnet_zoo.inference import precision as precision_mod
 from regnet_zoo.inference.compare import compare_outputs, top1_accuracy
-from regnet_zoo.lightning import DigitsDataModule
+from regnet_zoo.lightning import DigitsDataModule, RegNetClassifier
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -71,7 +71,8 @@ def trained_digits(demo_run):
     assert demo_run.returncode == 0, demo_run.stdout[-2000:]
     dm = DigitsDataModule(**yaml.safe_load(DEMO.read_text())["data"]["init_args"])
     dm.setup("fit")
-    return regnet_zoo.from_pretrained(demo_run.exported).eval(), dm
+    best = RegNetClassifier.load_from_checkpoint(demo_run.root / "checkpoints" / "best.ckpt", map_location="cpu")
+    return best.model.eval(), dm
 
 
 # ------------------------------------------------------------------ accuracy on the trained digits model

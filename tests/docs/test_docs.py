@@ -41,6 +41,7 @@ from PIL import Image
 import regnet_zoo
 from regnet_zoo.weights.manifest import load_manifest
 
+from ..conftest import DEMO_COMMAND
 from ..weights.conftest import FakeHub, randomized, safetensors_bytes
 from ..weights.test_weights_convert import pycls_model, save_pycls_checkpoint
 
@@ -271,13 +272,17 @@ def test_every_block_is_marked():
 @pytest.mark.slow  # minutes: trainings, exports, downloads
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # the docs' code, not ours
 @pytest.mark.parametrize("file", sorted(RUNNABLE))
-def test_blocks_run(file: str, doc_env):
+def test_blocks_run(file: str, doc_env, request):
     """The file's blocks run as written, in order, in one folder: python exec'd in one namespace (a
-    traceback names the markdown line), shell blocks by bash with exit code 0."""
+    traceback names the markdown line), shell blocks by bash with exit code 0. The main job's command is
+    the one the session's ``demo_run`` fixture ran as written (in its own folder): its result is checked."""
     namespace = {"__name__": "__docs__"}
     for block in RUNNABLE[file]:
         start = time.perf_counter()
-        if block.lang == "python":
+        if block.code.strip() == DEMO_COMMAND and block.lang in ("bash", "sh"):
+            demo = request.getfixturevalue("demo_run")
+            assert demo.returncode == 0, f"{block.id}: {demo.stdout[-4000:]}"
+        elif block.lang == "python":
             exec(compile("\n" * block.line + block.code, str(ROOT / block.file), "exec"), namespace)
         else:
             script = console_commands(block.code) if block.lang == "console" else block.code
