@@ -15,7 +15,8 @@ command and the test's Python first on ``PATH``. Weights come from the local Hub
 ``tests/weights/conftest.py``: every manifest repo (``timm/<id>.<tag>``) and the paper's original
 ``.pyth`` files are served on first request, with random weights (real safetensors / pycls files of
 the right architecture), so the downloads, hash checks, conversions and uploads the docs show run
-offline against the same protocol as the real Hub.
+offline against the same protocol as the real Hub. The main job's command (``DEMO_COMMAND``) is the
+session's ``demo_run`` (tests/conftest.py), run as written once for every test that needs it.
 """
 
 from __future__ import annotations
