@@ -61,8 +61,9 @@ def test_torchvision_export_loads_strictly_with_identical_outputs(name, randomiz
             mp.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor)
         ref = getattr(torchvision.models, builder)().eval()
     ref.load_state_dict(exported, strict=True)
+    x = X[:1] if name == "regnety_128gf" else X  # 645M parameters: one image of the two
     with torch.no_grad():
-        torch.testing.assert_close(ref(X), ours(X), **TOL)
+        torch.testing.assert_close(ref(x), ours(x), **TOL)
 
 
 @pytest.mark.slow
