@@ -18,6 +18,7 @@ from regnet_zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_COMMAND = "regnet-zoo fit --config recipes/demo_digits.yaml"  # the main job, as the docs show it
+DEMO_ROOT = "runs/demo_digits"  # the recipe's trainer.default_root_dir, relative to the cwd
 
 
 def pytest_configure(config) -> None:
@@ -33,17 +34,20 @@ class DemoRun:
 
     returncode: int
     stdout: str
-    root: Path  # the recipe's trainer.default_root_dir
+    root: Path  # the folder of DEMO_ROOT
 
 
-def _train_demo(folder: Path) -> DemoRun:
-    """``DEMO_COMMAND``, as written, in-process, with ``folder`` (holding a link to ``recipes/``) as the cwd."""
-    folder.mkdir(parents=True)
+def _train_demo(folder: Path) -> tuple[int, str]:
+    """Run ``DEMO_COMMAND`` as written, in-process, with ``folder`` (given a link to ``recipes/``) as the cwd.
+
+    Returns the exit code and stdout; the run's files are under ``folder / DEMO_ROOT``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "recipes").symlink_to(ROOT / "recipes", target_is_directory=True)
     out = io.StringIO()
     with contextlib.chdir(folder), contextlib.redirect_stdout(out):
         rc = main(shlex.split(DEMO_COMMAND)[1:])
-    return DemoRun(rc, out.getvalue(), folder / "runs" / "demo_digits")
+    return rc, out.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +59,13 @@ def demo_run(tmp_path_factory) -> DemoRun:
     others wait on a file lock, then read its result (the pattern of pytest-xdist's documentation).
     """
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return _train_demo(tmp_path_factory.mktemp("demo") / "cwd")
-    folder = tmp_path_factory.getbasetemp().parent / "demo"  # one folder for all workers of this run
-    result = folder.with_suffix(".json")
-    with FileLock(str(result) + ".lock"):
-        if not result.is_file():
-            run = _train_demo(folder)
-            result.write_text(json.dumps({"returncode": run.returncode, "stdout": run.stdout}))
-        done = json.loads(result.read_text())
-    return DemoRun(done["returncode"], done["stdout"], folder / "runs" / "demo_digits")
+        folder = tmp_path_factory.mktemp("demo")
+        rc, stdout = _train_demo(folder)
+    else:
+        folder = tmp_path_factory.getbasetemp().parent / "demo"  # one folder for all workers of this run
+        result = folder.with_suffix(".json")
+        with FileLock(str(result) + ".lock"):
+            if not result.is_file():
+                result.write_text(json.dumps(_train_demo(folder)))
+            rc, stdout = json.loads(result.read_text())
+    return DemoRun(rc, stdout, folder / DEMO_ROOT)

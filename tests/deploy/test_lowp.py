@@ -38,10 +38,12 @@ from regnet_zoo.inference import precision as precision_mod
 from regnet_zoo.inference.compare import compare_outputs, top1_accuracy
 from regnet_zoo.lightning import DigitsDataModule, RegNetClassifier
 
+from ..conftest import ROOT
+
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-DEMO = Path(__file__).resolve().parents[2] / "recipes" / "demo_digits.yaml"
+DEMO = ROOT / "recipes" / "demo_digits.yaml"
 TINY = AnyNetCfg(stages=(StageCfg(1, 16, 8, 1.0, 2), StageCfg(1, 32, 8, 1.0, 2)), stem_width=8, se_ratio=0.25)
 needs_bf16 = pytest.mark.skipif(not cpu_capabilities()["mkldnn_bf16"], reason="this CPU cannot run oneDNN bf16")
 

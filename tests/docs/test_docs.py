@@ -42,11 +42,10 @@ from PIL import Image
 import regnet_zoo
 from regnet_zoo.weights.manifest import load_manifest
 
-from ..conftest import DEMO_COMMAND
+from ..conftest import DEMO_COMMAND, ROOT
 from ..weights.conftest import FakeHub, randomized, safetensors_bytes
 from ..weights.test_weights_convert import pycls_model, save_pycls_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "bash", "sh", "console"}
 NOT_CODE = {"text", "yaml", "json", "toml"}
